@@ -1,0 +1,35 @@
+"""Parameter descriptions shared by several public functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from inspect import cleandoc
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+_DOCS = {
+    "adata": "adata\n    Annotated data matrix of spots (one sample, or several marked by ``batch_key``).",
+    "copy": "copy\n    Return a modified copy instead of writing into ``adata``.",
+    "random_state": "random_state\n    Seed for every random step of this call; the same seed gives the same result on CPU.",
+    "show_progress_bar": "show_progress_bar\n    Show a progress bar for long steps.",
+    "prepare_key": "prepare_key\n    The ``key_added`` of :func:`aestetik.pp.prepare` whose results are used.",
+    "n_clusters": (
+        "n_clusters\n    Number of domains (int) or, for ``'leiden'``/``'louvain'``, a resolution (float)."
+    ),
+    "clustering_method": (
+        "clustering_method\n    ``'bgm'`` (Bayesian Gaussian mixture, tied covariance), ``'kmeans'``, ``'leiden'`` or\n"
+        "    ``'louvain'`` (resolution searched upward until exactly ``n_clusters`` clusters appear)."
+    ),
+    "returns_copy": "Returns ``None`` unless ``copy=True``, in which case a new :class:`~anndata.AnnData` is returned.",
+}
+
+
+def doc_params(func: F) -> F:
+    """Fill ``{name}`` placeholders in ``func.__doc__`` with the shared descriptions (indented to fit)."""
+    if func.__doc__:
+        doc = cleandoc(func.__doc__)
+        for name, text in _DOCS.items():
+            doc = doc.replace("{" + name + "}", text)
+        func.__doc__ = doc
+    return func

@@ -1,0 +1,87 @@
+"""Checks at the public boundary: each error names the key, what was found and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _listing(keys: Iterable[Any]) -> str:
+    keys = [str(k) for k in keys]
+    return ", ".join(repr(k) for k in keys[:20]) + (" ..." if len(keys) > 20 else "") if keys else "nothing"
+
+
+def assert_not_view(adata: AnnData, *, copy: bool = False) -> None:
+    """Refuse to write into a view (writing would silently turn it into a copy)."""
+    if adata.is_view and not copy:
+        msg = (
+            "The AnnData is a view of another AnnData, so results cannot be written into it. "
+            "Pass `adata = adata.copy()` first, or call with `copy=True`."
+        )
+        raise ValueError(msg)
+
+
+def assert_obsm_key(adata: AnnData, key: str, *, fix: str) -> np.ndarray:
+    """Return ``adata.obsm[key]`` as a 2-D float array or raise a KeyError naming the fix."""
+    if key not in adata.obsm:
+        msg = f"Did not find `adata.obsm[{key!r}]` (found: {_listing(adata.obsm.keys())}). {fix}"
+        raise KeyError(msg)
+    x = adata.obsm[key]
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] != adata.n_obs:
+        msg = f"`adata.obsm[{key!r}]` has shape {x.shape}; expected ({adata.n_obs}, d)."
+        raise ValueError(msg)
+    if not np.issubdtype(x.dtype, np.number):
+        msg = f"`adata.obsm[{key!r}]` has dtype {x.dtype}; expected a numeric array."
+        raise ValueError(msg)
+    return x
+
+
+def assert_obs_key(adata: AnnData, key: str, *, fix: str) -> None:
+    """Raise a KeyError when ``adata.obs`` has no column ``key``."""
+    if key not in adata.obs.columns:
+        msg = f"Did not find `adata.obs[{key!r}]` (found: {_listing(adata.obs.columns)}). {fix}"
+        raise KeyError(msg)
+
+
+def assert_finite(x: np.ndarray, *, where: str) -> None:
+    """Raise when ``x`` holds NaN or infinite values."""
+    if not np.all(np.isfinite(x)):
+        bad = int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum()) if x.ndim > 1 else int((~np.isfinite(x)).sum())
+        msg = f"{where} contains NaN or infinite values in {bad} row(s). Impute or remove these spots first."
+        raise ValueError(msg)
+
+
+def assert_choice(value: Any, options: Sequence[Any], *, name: str) -> None:
+    """Raise when ``value`` is not one of ``options``."""
+    if value not in options:
+        msg = f"Unknown {name}={value!r}; choose one of {', '.join(repr(o) for o in options)}."
+        raise ValueError(msg)
+
+
+def assert_n_clusters(n_clusters: Any, n_obs: int, *, name: str = "n_clusters") -> None:
+    """``n_clusters`` is an int >= 2 no larger than the number of spots, or a positive float resolution."""
+    if isinstance(n_clusters, bool):
+        msg = f"`{name}` must be an int (number of domains) or a float (resolution), got {n_clusters!r}."
+        raise TypeError(msg)
+    if isinstance(n_clusters, int | np.integer):
+        if n_clusters < 2:
+            msg = f"`{name}` must be at least 2, got {n_clusters}."
+            raise ValueError(msg)
+        if n_clusters > n_obs:
+            msg = f"`{name}`={n_clusters} is larger than the number of spots ({n_obs}). Ask for fewer clusters."
+            raise ValueError(msg)
+    elif isinstance(n_clusters, float | np.floating):
+        if not n_clusters > 0:
+            msg = f"A resolution `{name}` must be positive, got {n_clusters}."
+            raise ValueError(msg)
+    else:
+        msg = f"`{name}` must be an int (number of domains) or a float (resolution), got {type(n_clusters).__name__}."
+        raise TypeError(msg)

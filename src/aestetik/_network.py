@@ -1,0 +1,178 @@
+"""Encoder and decoder ensembles of AESTETIK (no AnnData here).
+
+The ``n_ensemble`` members of the reference run as one batched op each: their convolution weights are
+stacked along the output channels (one ``Conv2d`` with ``E * c_hid`` outputs is exactly ``E`` convolutions
+of the same input), their linear layers are an ``einsum`` over stacked weights, and the decoders' transposed
+convolutions are one grouped ``ConvTranspose2d``. Every member is initialised exactly as its stand-alone
+PyTorch module would be.
+
+The encoder is split at the dropout: :meth:`EnsembleEncoder.features` computes conv -> batch-norm -> ReLU
+-> max-pool without dropout, :meth:`EnsembleEncoder.head` applies a channel mask and the linear layer.
+``Dropout2d`` multiplies whole channels by 0 or ``1 / (1 - p)``; ReLU and max-pool commute with such a
+non-negative per-channel factor, so ``pool(relu(mask * bn(conv(x)))) == mask * pool(relu(bn(conv(x))))``.
+A spot's convolution therefore does not depend on its dropout mask: it is computed once per step and each
+occurrence of the spot (anchor, positive or negative partner, Monte-Carlo pass) gets its own mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def conv_shapes(window_size: int, kernel_size: int) -> tuple[int, int]:
+    """Side of the convolution output and of the pooled map (kernel ``k``, stride 3, no padding)."""
+    conv_out = window_size - kernel_size + 1
+    pooled = math.floor((conv_out - kernel_size) / 3 + 1)
+    return conv_out, pooled
+
+
+def effective_kernel(window_size: int, kernel_size: int) -> int:
+    """The kernel shrinks to ``w - 1`` when it is not smaller than the window (as in the reference)."""
+    return kernel_size if kernel_size < window_size else max(1, window_size - 1)
+
+
+def ensemble_median(x: torch.Tensor) -> torch.Tensor:
+    """Element-wise median over the ensemble axis 0, as ``torch.median`` (the lower middle for even counts).
+
+    Three members (the default) use min/max operations, much faster than the generic kernel.
+    """
+    if x.shape[0] == 3:
+        a, b, c = x.unbind(0)
+        return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+    return x.sort(dim=0).values[(x.shape[0] - 1) // 2]
+
+
+class EnsembleEncoder(nn.Module):
+    """``n_ensemble`` encoder units: Conv2d -> BatchNorm2d -> Dropout2d -> ReLU -> MaxPool2d -> Linear."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        window_size: int,
+        *,
+        c_hid: int,
+        latent_dim: int,
+        kernel_size: int,
+        n_ensemble: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        _, pooled = conv_shapes(window_size, kernel_size)
+        if pooled < 1:
+            msg = f"window_size={window_size} is too small for kernel_size={kernel_size}."
+            raise ValueError(msg)
+        self.n_ensemble, self.c_hid, self.latent_dim, self.dropout = n_ensemble, c_hid, latent_dim, dropout
+        self.kernel_size, self.n_pooled = kernel_size, pooled * pooled
+        self.conv = nn.Conv2d(in_channels, n_ensemble * c_hid, kernel_size)
+        self.bn = nn.BatchNorm2d(n_ensemble * c_hid)
+        flat = c_hid * self.n_pooled
+        self.weight = nn.Parameter(torch.empty(n_ensemble, flat, latent_dim))
+        self.bias = nn.Parameter(torch.empty(n_ensemble, latent_dim))
+        with torch.no_grad():
+            convs = [nn.Conv2d(in_channels, c_hid, kernel_size) for _ in range(n_ensemble)]
+            self.conv.weight.copy_(torch.cat([c.weight for c in convs]))
+            self.conv.bias.copy_(torch.cat([c.bias for c in convs]))
+            for e in range(n_ensemble):
+                lin = nn.Linear(flat, latent_dim)
+                self.weight[e].copy_(lin.weight.T)
+                self.bias[e].copy_(lin.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, w, w) -> (E, N, c_hid, pooled positions), everything before the dropout mask."""
+        h = F.relu(self.bn(self.conv(x)))
+        h = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
+        return h.reshape(x.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1).contiguous()
+
+    def sample_mask(self, n: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor | None:
+        """A ``Dropout2d`` mask (E, N, c_hid) with values 0 or ``1 / (1 - p)``; ``None`` when dropout is off."""
+        if self.dropout <= 0:
+            return None
+        keep = torch.rand((self.n_ensemble, n, self.c_hid), generator=generator, device=device) >= self.dropout
+        return keep.to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
+
+    def head(self, feats: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(E, N, c_hid, P) features and an (E, N, c_hid) mask -> (E, N, latent) per-member embeddings."""
+        if mask is not None:
+            feats = feats * mask[..., None]
+        flat = feats.reshape(self.n_ensemble, feats.shape[1], -1)
+        return torch.baddbmm(self.bias[:, None, :], flat, self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Median embedding (N, latent) with dropout active in training mode."""
+        feats = self.features(x)
+        mask = self.sample_mask(x.shape[0], device=x.device) if self.training else None
+        return ensemble_median(self.head(feats, mask))
+
+
+class EnsembleDecoder(nn.Module):
+    """``n_ensemble`` decoder units: Linear -> ReLU -> upsample -> Dropout2d -> ConvTranspose2d -> BatchNorm2d -> Sigmoid."""
+
+    def __init__(
+        self,
+        out_channels: int,
+        window_size: int,
+        *,
+        c_hid: int,
+        latent_dim: int,
+        kernel_size: int,
+        n_ensemble: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        conv_out, pooled = conv_shapes(window_size, kernel_size)
+        self.n_ensemble, self.c_hid, self.out_channels = n_ensemble, c_hid, out_channels
+        self.conv_out, self.pooled, self.window_size = conv_out, pooled, window_size
+        flat = c_hid * pooled * pooled
+        self.weight = nn.Parameter(torch.empty(n_ensemble, latent_dim, flat))
+        self.bias = nn.Parameter(torch.empty(n_ensemble, flat))
+        self.dropout = nn.Dropout2d(dropout)
+        self.deconv = nn.ConvTranspose2d(n_ensemble * c_hid, n_ensemble * out_channels, kernel_size, groups=n_ensemble)
+        self.bn = nn.BatchNorm2d(n_ensemble * out_channels)
+        with torch.no_grad():
+            for e in range(n_ensemble):
+                lin = nn.Linear(latent_dim, flat)
+                self.weight[e].copy_(lin.weight.T)
+                self.bias[e].copy_(lin.bias)
+            deconvs = [nn.ConvTranspose2d(c_hid, out_channels, kernel_size) for _ in range(n_ensemble)]
+            self.deconv.weight.copy_(torch.cat([d.weight for d in deconvs]))
+            self.deconv.bias.copy_(torch.cat([d.bias for d in deconvs]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(N, latent) -> median reconstruction (N, C, w, w)."""
+        n = z.shape[0]
+        h = torch.matmul(z, self.weight) + self.bias[:, None, :]  # (E, N, F)
+        h = F.relu(h.transpose(0, 1).reshape(n, self.n_ensemble * self.c_hid, self.pooled, self.pooled))
+        h = F.interpolate(h, size=(self.conv_out, self.conv_out), mode="nearest")
+        h = torch.sigmoid(self.bn(self.deconv(self.dropout(h))))
+        h = h.reshape(n, self.n_ensemble, self.out_channels, self.window_size, self.window_size)
+        return ensemble_median(h.transpose(0, 1))
+
+
+class AestetikNetwork(nn.Module):
+    """The AESTETIK autoencoder: an encoder ensemble and a decoder ensemble."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        window_size: int,
+        *,
+        c_hid: int = 64,
+        latent_dim: int = 16,
+        kernel_size: int = 3,
+        n_ensemble: int = 3,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        k = effective_kernel(window_size, kernel_size)
+        kw = {"c_hid": c_hid, "latent_dim": latent_dim, "kernel_size": k, "n_ensemble": n_ensemble, "dropout": dropout}
+        self.encoder = EnsembleEncoder(in_channels, window_size, **kw)
+        self.decoder = EnsembleDecoder(in_channels, window_size, **kw)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and reconstruction of a batch of windows."""
+        z = self.encoder(x)
+        return z, self.decoder(z)

@@ -1,0 +1,151 @@
+"""The batched ensemble network against a plain per-member computation written like the reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aestetik._network import AestetikNetwork, conv_shapes, effective_kernel, ensemble_median
+
+
+def _plain_encoders(net: AestetikNetwork, c_in: int, w: int, mask_after_bn: list[torch.Tensor] | None = None):
+    """Reference-style ``Encode`` units holding the weights of ``net``'s members."""
+    enc = net.encoder
+    k, h = enc.kernel_size, enc.c_hid
+    _, pooled = conv_shapes(w, k)
+    units = []
+    for e in range(enc.n_ensemble):
+        conv = nn.Conv2d(c_in, h, k)
+        bn = nn.BatchNorm2d(h)
+        lin = nn.Linear(h * pooled * pooled, enc.latent_dim)
+        with torch.no_grad():
+            conv.weight.copy_(enc.conv.weight[e * h : (e + 1) * h])
+            conv.bias.copy_(enc.conv.bias[e * h : (e + 1) * h])
+            bn.weight.copy_(enc.bn.weight[e * h : (e + 1) * h])
+            bn.bias.copy_(enc.bn.bias[e * h : (e + 1) * h])
+            lin.weight.copy_(enc.weight[e].T)
+            lin.bias.copy_(enc.bias[e])
+        if mask_after_bn is None:
+            drop: nn.Module = nn.Identity()
+        else:
+            m = mask_after_bn[e]
+
+            class _Mask(nn.Module):
+                def forward(self, x, m=m):
+                    return x * m[:, :, None, None]
+
+            drop = _Mask()
+        units.append(nn.Sequential(conv, bn, drop, nn.ReLU(), nn.MaxPool2d(k, stride=3), nn.Flatten(), lin))
+    return units
+
+
+def _median(outs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.median(torch.stack(outs, 1), 1).values
+
+
+@pytest.mark.parametrize(("w", "k", "n_ensemble"), [(7, 3, 3), (5, 3, 3), (9, 3, 2), (3, 3, 1)])
+def test_encoder_equals_plain_members(w, k, n_ensemble):
+    torch.manual_seed(0)
+    c_in = 6
+    net = AestetikNetwork(c_in, w, c_hid=8, latent_dim=4, kernel_size=k, n_ensemble=n_ensemble, dropout=0.3)
+    x = torch.rand(40, c_in, w, w)
+    enc = net.encoder
+    mask = enc.sample_mask(40)
+    units = _plain_encoders(net, c_in, w, mask_after_bn=list(mask))
+    for u in units:
+        u.train()
+    expected = _median([u(x) for u in units])
+    got = ensemble_median(enc.head(enc.features(x), mask))  # mask applied after pooling
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_decoder_equals_plain_members():
+    torch.manual_seed(1)
+    c_in, w, k, h, lat = 5, 7, 3, 8, 4
+    net = AestetikNetwork(c_in, w, c_hid=h, latent_dim=lat, kernel_size=k, n_ensemble=3, dropout=0.0)
+    dec = net.decoder
+    conv_out, pooled = conv_shapes(w, k)
+    z = torch.randn(30, lat)
+    outs = []
+    for e in range(3):
+        lin = nn.Linear(lat, h * pooled * pooled)
+        deconv = nn.ConvTranspose2d(h, c_in, k)
+        bn = nn.BatchNorm2d(c_in)
+        with torch.no_grad():
+            lin.weight.copy_(dec.weight[e].T)
+            lin.bias.copy_(dec.bias[e])
+            deconv.weight.copy_(dec.deconv.weight[e * h : (e + 1) * h])
+            deconv.bias.copy_(dec.deconv.bias[e * c_in : (e + 1) * c_in])
+        unit = nn.Sequential(
+            lin,
+            nn.Unflatten(1, (-1, pooled, pooled)),
+            nn.ReLU(),
+            nn.UpsamplingNearest2d(size=(conv_out, conv_out)),
+            nn.Dropout2d(0.0),
+            deconv,
+            bn,
+            nn.Sigmoid(),
+        ).train()
+        outs.append(unit(z))
+    net.train()
+    torch.testing.assert_close(dec(z), _median(outs), rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_median_matches_torch_median():
+    torch.manual_seed(2)
+    for e in (1, 2, 3, 4, 5):
+        x = torch.randn(e, 50, 7)
+        torch.testing.assert_close(ensemble_median(x), torch.median(x, dim=0).values)
+    x = torch.randn(3, 20, requires_grad=True)
+    ensemble_median(x).sum().backward()
+    # the gradient reaches exactly the median member
+    assert torch.all(x.grad.sum(0) == 1)
+
+
+def test_mask_commutes_with_relu_and_pool():
+    torch.manual_seed(3)
+    x = torch.randn(10, 4, 5, 5)
+    m = (torch.rand(10, 4) > 0.3).float() / 0.7
+    pool = nn.MaxPool2d(3, stride=3)
+    before = pool(torch.relu(x * m[:, :, None, None]))
+    after = pool(torch.relu(x)) * m[:, :, None, None]
+    torch.testing.assert_close(before, after)
+
+
+def test_dropout_mask_statistics():
+    torch.manual_seed(4)
+    net = AestetikNetwork(3, 7, c_hid=64, latent_dim=4, n_ensemble=3, dropout=0.3)
+    m = net.encoder.sample_mask(20_000)
+    assert m.shape == (3, 20_000, 64)
+    values = torch.unique(m).tolist()
+    assert values[0] == 0.0
+    assert values[1] == pytest.approx(1 / 0.7)
+    assert len(values) == 2
+    assert abs((m == 0).float().mean().item() - 0.3) < 0.01
+
+
+def test_shapes_and_kernel_rules():
+    assert conv_shapes(7, 3) == (5, 1)  # the reference's pool sees a 3x3 corner of the 5x5 map
+    assert conv_shapes(5, 3) == (3, 1)
+    assert conv_shapes(9, 3) == (7, 2)
+    assert effective_kernel(3, 3) == 2
+    assert effective_kernel(7, 3) == 3
+    net = AestetikNetwork(4, 7)
+    z, rec = net(torch.rand(8, 4, 7, 7))
+    assert z.shape == (8, 16)
+    assert rec.shape == (8, 4, 7, 7)
+    assert torch.all((rec >= 0) & (rec <= 1))
+
+
+def test_initialisation_matches_pytorch_defaults():
+    torch.manual_seed(5)
+    net = AestetikNetwork(30, 7, c_hid=64, n_ensemble=3)
+    bound = 1 / math.sqrt(30 * 9)  # kaiming-uniform(a=sqrt(5)) bound of a Conv2d(30, 64, 3)
+    w = net.encoder.conv.weight
+    assert w.abs().max() <= bound + 1e-7
+    assert w.abs().max() > 0.9 * bound
+    assert not np.allclose(w[:64].detach().numpy(), w[64:128].detach().numpy())  # members differ

@@ -1,0 +1,306 @@
+"""Clustering back-ends (bgm, k-means, Leiden, Louvain) and the spatial k-NN refinement, on plain arrays.
+
+Semantics follow the reference implementation (``aestetik.utils.utils_clustering`` of aestetik 0.3.1):
+
+- ``bgm``: :class:`~sklearn.mixture.BayesianGaussianMixture` (tied covariance, random init, ``n_init=10``,
+  ``max_iter=1000``); the posterior of the assigned component is returned as confidence.
+- ``kmeans``: :class:`~sklearn.cluster.KMeans` with ``n_init=100``.
+- ``leiden``/``louvain``: scanpy's 50-nearest-neighbour graph. Leiden runs ``leidenalg`` exactly as the reference's
+  ``sc.tl.leiden`` (flavor ``'leidenalg'``) did: directed weighted graph,
+  :class:`~leidenalg.RBConfigurationVertexPartition`, ``n_iterations=-1``, seeded. Louvain is
+  igraph's multilevel algorithm with resolution on the same (undirected) graph: the same quality function that the
+  ``louvain`` package (scanpy's default flavor, not a dependency) optimised. For an int ``K`` the resolution is
+  searched upward from 0.1 in steps of 0.02.
+- refinement: per sample, a k-NN classifier on the coordinates of confident spots relabels every spot.
+
+Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
+clusters the closest count is used (the reference kept the last resolution tried); refinement caps
+``n_neighbors`` at the number of confident spots (the reference raised).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
+
+import numpy as np
+from scanpy import logging as logg
+
+if TYPE_CHECKING:
+    import igraph
+
+ClusterMethod = Literal["bgm", "kmeans", "leiden", "louvain"]
+CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethod)
+GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
+
+#: Resolutions tried for an int ``n_clusters`` with ``leiden``/``louvain`` (reference: start 0.1, end 3, step 0.02).
+RESOLUTIONS: np.ndarray = np.round(np.arange(0.1, 3.0, 0.02), 6)
+#: Neighbours of the graph for ``leiden``/``louvain``.
+GRAPH_N_NEIGHBORS = 50
+#: How many times ``reg_covar`` is multiplied by 10 when the mixture's covariance is ill-conditioned.
+BGM_REG_COVAR_RETRIES = 3
+
+
+@dataclass
+class ClusterResult:
+    """Outcome of :func:`cluster_features`.
+
+    Attributes
+    ----------
+    labels
+        int64, consecutive ``0..k-1`` (original order of the cluster ids kept).
+    proba
+        Maximum posterior of the assigned component per spot (``bgm`` only), else ``None``.
+    resolution
+        Resolution used by ``leiden``/``louvain``, else ``None``.
+    n_clusters
+        Number of distinct labels found.
+    """
+
+    labels: np.ndarray
+    proba: np.ndarray | None
+    resolution: float | None
+    n_clusters: int
+
+
+def cluster_features(
+    x: np.ndarray,
+    n_clusters: int | float,
+    *,
+    method: ClusterMethod = "bgm",
+    random_state: int = 0,
+) -> ClusterResult:
+    """Cluster the rows of ``x`` into ``n_clusters`` groups (or at resolution ``n_clusters`` for graph methods)."""
+    if method not in CLUSTER_METHODS:
+        msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
+        raise ValueError(msg)
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)  # float32 stays float32, as sklearn saw it in the reference
+    if x.ndim != 2:
+        msg = f"Expected a 2-D feature matrix, got shape {x.shape}."
+        raise ValueError(msg)
+    is_int = isinstance(n_clusters, int | np.integer) and not isinstance(n_clusters, bool)
+    if not is_int and method not in GRAPH_METHODS:
+        msg = f"method={method!r} needs an int number of clusters, got {n_clusters!r}; a float resolution is only for 'leiden'/'louvain'."
+        raise ValueError(msg)
+    if is_int and not 1 <= n_clusters <= x.shape[0]:
+        msg = f"n_clusters={n_clusters} must be between 1 and the number of rows ({x.shape[0]})."
+        raise ValueError(msg)
+
+    proba = resolution = None
+    if method == "bgm":
+        labels, proba = _bgm(x, int(n_clusters), random_state)
+    elif method == "kmeans":
+        labels = _kmeans(x, int(n_clusters), random_state)
+    else:
+        graph, weights = _neighbour_graph(x, method, random_state)
+        run = lambda res: _partition(graph, weights, res, method=method, random_state=random_state)
+        if is_int:
+            labels, resolution = _search_resolution(run, int(n_clusters), RESOLUTIONS)
+        else:
+            resolution = float(n_clusters)
+            labels = run(resolution)
+
+    labels = _consecutive(labels)
+    found = int(labels.max()) + 1 if labels.size else 0
+    if is_int and method not in GRAPH_METHODS and found < n_clusters:
+        logg.warning(f"{method} left {n_clusters - found} of {n_clusters} clusters empty; found {found}.")
+    return ClusterResult(labels=labels, proba=proba, resolution=resolution, n_clusters=found)
+
+
+def _consecutive(labels: np.ndarray) -> np.ndarray:
+    """Map label ids to ``0..k-1``, keeping their order."""
+    return np.unique(np.asarray(labels), return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+@contextmanager
+def _convergence_to_log(what: str) -> Iterator[None]:
+    """Turn sklearn's ConvergenceWarning into a log message; other warnings are re-emitted unchanged."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield
+    logged: set[str] = set()
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            if str(w.message) not in logged:
+                logged.add(str(w.message))
+                logg.warning(f"{what}: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def _bgm(x: np.ndarray, n_clusters: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bayesian Gaussian mixture; retry with 10x ``reg_covar`` when the covariance is ill-conditioned."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    reg_covar = 1e-6  # sklearn's default
+    for attempt in range(BGM_REG_COVAR_RETRIES + 1):
+        bgm = BayesianGaussianMixture(
+            n_components=n_clusters,
+            init_params="random",
+            covariance_type="tied",
+            max_iter=1000,
+            n_init=10,
+            random_state=random_state,
+            reg_covar=reg_covar,
+        )
+        try:
+            with _convergence_to_log("Bayesian Gaussian mixture"):
+                bgm.fit(x)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            ill_conditioned = isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err)
+            if not ill_conditioned:
+                raise
+            if attempt == BGM_REG_COVAR_RETRIES:
+                msg = (
+                    f"The Gaussian mixture failed even with reg_covar={reg_covar:g} (ill-conditioned covariance). "
+                    "Use fewer clusters, or check the representation for duplicated or constant spots."
+                )
+                raise ValueError(msg) from err
+            reg_covar *= 10
+            logg.warning(f"Gaussian mixture covariance ill-conditioned; retrying with reg_covar={reg_covar:g}.")
+        else:
+            break
+    labels = bgm.predict(x)
+    proba = bgm.predict_proba(x).max(axis=1)
+    return labels, proba
+
+
+def _kmeans(x: np.ndarray, n_clusters: int, random_state: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    with _convergence_to_log("k-means"):
+        return KMeans(n_clusters=n_clusters, n_init=100, random_state=random_state).fit_predict(x)
+
+
+def _neighbour_graph(x: np.ndarray, method: str, random_state: int) -> tuple[igraph.Graph, np.ndarray]:
+    """Scanpy's k-NN connectivities of ``x`` (on a private AnnData) as an igraph graph with edge weights.
+
+    Directed (both directions of every edge) for Leiden, as ``sc.tl.leiden`` builds it; undirected for Louvain.
+    """
+    import anndata as ad
+    import igraph as ig
+    import pandas as pd
+    import scanpy as sc
+    from scipy import sparse
+
+    n = x.shape[0]
+    tmp = ad.AnnData(obs=pd.DataFrame(index=pd.RangeIndex(n).astype(str)), obsm={"X_rep": x})
+    sc.pp.neighbors(tmp, n_neighbors=max(min(GRAPH_N_NEIGHBORS, n - 1), 2), use_rep="X_rep", random_state=random_state)
+    adjacency = sparse.csr_matrix(tmp.obsp["connectivities"])
+    directed = method == "leiden"
+    if not directed:
+        adjacency = sparse.triu(adjacency, k=1, format="csr")  # the connectivities are symmetric
+    sources, targets = adjacency.nonzero()
+    weights = np.asarray(adjacency[sources, targets], dtype=np.float64).reshape(-1)
+    graph = ig.Graph(n=n, edges=list(zip(sources.tolist(), targets.tolist(), strict=True)), directed=directed)
+    return graph, weights
+
+
+def _partition(
+    graph: igraph.Graph, weights: np.ndarray, resolution: float, *, method: str, random_state: int
+) -> np.ndarray:
+    """Leiden (leidenalg, until stable) or Louvain (igraph's multilevel) at ``resolution``."""
+    if method == "leiden":
+        import leidenalg as la
+
+        part = la.find_partition(
+            graph,
+            la.RBConfigurationVertexPartition,
+            weights=weights,
+            resolution_parameter=resolution,
+            n_iterations=-1,
+            seed=random_state,
+        )
+        return np.asarray(part.membership, dtype=np.int64)
+    # Modularity with resolution on the undirected graph equals the RB-configuration quality of the symmetric
+    # directed graph that the reference's `louvain` package optimised. (leidenalg's optimiser without refinement
+    # would be Louvain too, but `refine_partition = False` crashes leidenalg 0.12.)
+    import random
+
+    import igraph as ig
+
+    try:
+        ig.set_random_number_generator(random.Random(random_state))
+        part = graph.community_multilevel(weights=weights, resolution=resolution)
+    finally:
+        ig.set_random_number_generator(random)
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+def _search_resolution(
+    run: Callable[[float], np.ndarray], n_clusters: int, resolutions: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """First resolution (upward) giving exactly ``n_clusters``; else the closest count (ties: smallest resolution)."""
+    best: tuple[int, float, np.ndarray] | None = None
+    for res in resolutions:
+        labels = run(float(res))
+        count = np.unique(labels).size
+        if count == n_clusters:
+            return labels, float(res)
+        if best is None or abs(count - n_clusters) < abs(best[0] - n_clusters):
+            best = (count, float(res), labels)
+    if best is None:
+        msg = "No resolution to search."
+        raise ValueError(msg)
+    count, res, labels = best
+    logg.warning(
+        f"No resolution in [{resolutions[0]:g}, {resolutions[-1]:g}] gave exactly {n_clusters} clusters; "
+        f"using resolution {res:g} with {count} clusters."
+    )
+    return labels, res
+
+
+def refine_labels(
+    labels: np.ndarray,
+    coords: np.ndarray,
+    *,
+    confidence: np.ndarray | None = None,
+    threshold: float = 0.9,
+    n_neighbors: int = 10,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Relabel every spot by majority vote of its ``n_neighbors`` nearest confident spots of the same group.
+
+    Confident spots are those with ``confidence > threshold`` (all spots when ``confidence`` is ``None``).
+    A group whose confident spots carry fewer than 2 labels is left unchanged. Ties go to the smallest label.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    coords = np.asarray(coords, dtype=np.float64)
+    n = labels.shape[0]
+    if coords.ndim != 2 or coords.shape[0] != n:
+        msg = f"coords has shape {coords.shape}; expected ({n}, d)."
+        raise ValueError(msg)
+    if n_neighbors < 1:
+        msg = f"n_neighbors must be positive, got {n_neighbors}."
+        raise ValueError(msg)
+    confident = np.ones(n, dtype=bool) if confidence is None else np.asarray(confidence).reshape(-1) > threshold
+    if confident.shape[0] != n:
+        msg = f"confidence has {confident.shape[0]} values; expected {n}."
+        raise ValueError(msg)
+    if groups is None:
+        group_ids = np.zeros(n, dtype=np.int64)
+    else:
+        group_ids = np.unique(np.asarray(groups).reshape(-1), return_inverse=True)[1].reshape(-1)
+        if group_ids.shape[0] != n:
+            msg = f"groups has {group_ids.shape[0]} values; expected {n}."
+            raise ValueError(msg)
+
+    refined = labels.copy()
+    for g in np.unique(group_ids):
+        members = np.flatnonzero(group_ids == g)
+        train = members[confident[members]]
+        if np.unique(labels[train]).size < 2:
+            continue
+        knn = KNeighborsClassifier(n_neighbors=min(n_neighbors, train.size), weights="uniform", algorithm="brute")
+        knn.fit(coords[train], labels[train])
+        refined[members] = knn.predict(coords[members])
+    return refined

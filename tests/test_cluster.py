@@ -1,0 +1,417 @@
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import aestetik as ae
+from aestetik import _clustering
+from aestetik._clustering import ClusterResult, _consecutive, _search_resolution, cluster_features, refine_labels
+
+# ---------------------------------------------------------------- fixtures
+
+
+def blobs(n_per: int = 25, n_centres: int = 4, dim: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs (centres 20 apart, sd 0.5)."""
+    rng = np.random.default_rng(seed)
+    centres = 20 * np.eye(n_centres, dim)
+    truth = np.repeat(np.arange(n_centres), n_per)
+    return centres[truth] + rng.normal(scale=0.5, size=(truth.size, dim)), truth
+
+
+def square_lattice(n_rows: int, n_cols: int) -> np.ndarray:
+    rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
+    return np.column_stack([rows, cols]).astype(np.int32)
+
+
+def make_adata(*, coords_key: str | None = "spatial", seed: int = 0) -> ad.AnnData:
+    """100 spots on a 10x10 lattice; the embedding has 4 blobs, one per lattice quadrant."""
+    coords = square_lattice(10, 10)
+    truth = (coords[:, 0] >= 5) * 2 + (coords[:, 1] >= 5)
+    x, blob = blobs(n_per=25, seed=seed)
+    emb = np.empty_like(x)
+    for q in range(4):
+        emb[truth == q] = x[blob == q]
+    adata = ad.AnnData(
+        obs=pd.DataFrame({"truth": pd.Categorical(truth.astype(str))}, index=[f"s{i}" for i in range(100)])
+    )
+    adata.obsm["X_aestetik"] = emb.astype(np.float32)
+    if coords_key is not None:
+        adata.obsm[coords_key] = coords
+    return adata
+
+
+def snapshot(adata: ad.AnnData) -> tuple:
+    return (
+        list(adata.obs.columns),
+        list(adata.obsm.keys()),
+        {k: (sorted(v) if isinstance(v, dict) else v) for k, v in adata.uns.items()},
+        adata.obs.copy(),
+    )
+
+
+def assert_same(before: tuple, after: tuple) -> None:
+    assert before[:3] == after[:3]
+    pd.testing.assert_frame_equal(before[3], after[3])
+
+
+# ---------------------------------------------------------------- cluster_features
+
+
+@pytest.mark.parametrize("method", ["bgm", "kmeans"])
+def test_mixture_and_kmeans_recover_blobs(method):
+    x, truth = blobs()
+    res = cluster_features(x, 4, method=method)
+    assert isinstance(res, ClusterResult)
+    assert res.labels.dtype == np.int64
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    assert res.n_clusters == 4
+    assert res.resolution is None
+    if method == "bgm":
+        assert res.proba.shape == (x.shape[0],)
+        assert np.all((res.proba > 0.99) & (res.proba <= 1.0))
+    else:
+        assert res.proba is None
+
+
+def test_consecutive_keeps_order():
+    np.testing.assert_array_equal(_consecutive(np.array([5, 2, 5, 9, 2])), [1, 0, 1, 2, 0])
+    assert _consecutive(np.array([5, 2])).dtype == np.int64
+
+
+def test_empty_clusters_are_relabelled_consecutively():
+    # 3 distinct points but 5 clusters asked: k-means leaves clusters empty (its ConvergenceWarning is logged only)
+    x = np.repeat(np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), 10, axis=0)
+    res = cluster_features(x, 5, method="kmeans")
+    assert res.n_clusters == 3
+    np.testing.assert_array_equal(np.unique(res.labels), [0, 1, 2])
+    assert adjusted_rand_score(np.repeat([0, 1, 2], 10), res.labels) == 1.0
+
+
+def test_mixture_with_empty_components_is_relabelled(monkeypatch):
+    # a mixture with 6 components that used only components 1 and 4
+    used = np.array([4, 1, 1, 4, 4, 1, 1, 4])
+    proba = np.linspace(0.5, 1.0, 8)
+    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed: (used, proba))
+    res = cluster_features(np.zeros((8, 2)), 6, method="bgm")
+    np.testing.assert_array_equal(res.labels, [1, 0, 0, 1, 1, 0, 0, 1])
+    assert res.n_clusters == 2
+    np.testing.assert_array_equal(res.proba, proba)
+
+
+def test_bgm_retries_with_larger_reg_covar(monkeypatch):
+    import sklearn.mixture
+
+    seen = []
+    real = sklearn.mixture.BayesianGaussianMixture
+
+    class Flaky(real):
+        def fit(self, x, y=None):
+            seen.append(self.reg_covar)
+            if len(seen) < 3:
+                msg = "Fitting the mixture model failed ... increase reg_covar, or scale the input data."
+                raise ValueError(msg)
+            return super().fit(x, y)
+
+    monkeypatch.setattr(sklearn.mixture, "BayesianGaussianMixture", Flaky)
+    x, truth = blobs()
+    res = cluster_features(x, 4, method="bgm")
+    np.testing.assert_allclose(seen, [1e-6, 1e-5, 1e-4])
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+
+
+def test_bgm_gives_up_after_retries(monkeypatch):
+    import sklearn.mixture
+
+    class Broken(sklearn.mixture.BayesianGaussianMixture):
+        def fit(self, x, y=None):
+            raise np.linalg.LinAlgError
+
+    monkeypatch.setattr(sklearn.mixture, "BayesianGaussianMixture", Broken)
+    with pytest.raises(ValueError, match=r"reg_covar=0\.001"):
+        cluster_features(blobs()[0], 4, method="bgm")
+
+
+@pytest.mark.parametrize("method", ["leiden", "louvain"])
+def test_graph_methods_find_exactly_k(method):
+    x, truth = blobs()
+    res = cluster_features(x, 4, method=method)
+    assert res.n_clusters == 4
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    assert res.resolution == pytest.approx(0.1)  # the first resolution tried already gives 4
+    assert res.proba is None
+    again = cluster_features(x, 4, method=method, random_state=0)
+    np.testing.assert_array_equal(res.labels, again.labels)
+
+
+@pytest.mark.parametrize("method", ["leiden", "louvain"])
+def test_graph_methods_accept_resolution(method):
+    x, _ = blobs()
+    low = cluster_features(x, 0.2, method=method, random_state=1)
+    high = cluster_features(x, 2.9, method=method, random_state=1)
+    assert low.resolution == 0.2
+    assert high.resolution == 2.9
+    assert high.n_clusters > low.n_clusters
+    np.testing.assert_array_equal(high.labels, cluster_features(x, 2.9, method=method, random_state=1).labels)
+
+
+def test_search_resolution_stops_at_first_exact_match():
+    calls = []
+
+    def run(res):
+        calls.append(res)
+        return np.arange(int(res * 10))
+
+    labels, res = _search_resolution(run, 3, np.array([0.1, 0.2, 0.3, 0.4]))
+    assert res == 0.3
+    assert labels.size == 3
+    assert calls == [0.1, 0.2, 0.3]
+
+
+def test_search_resolution_falls_back_to_closest_count():
+    counts = {0.1: 2, 0.2: 4, 0.3: 6}  # 3 never appears; 2 and 4 are equally close -> smallest resolution
+    labels, res = _search_resolution(lambda r: np.arange(counts[r]), 3, np.array([0.1, 0.2, 0.3]))
+    assert res == 0.1
+    assert labels.size == 2
+
+
+@pytest.mark.parametrize(
+    ("n_clusters", "method", "match"),
+    [
+        (2.5, "bgm", "float resolution"),
+        (3.0, "kmeans", "float resolution"),
+        (4, "nope", "Unknown method"),
+        (500, "bgm", "between"),
+    ],
+)
+def test_cluster_features_rejects(n_clusters, method, match):
+    with pytest.raises(ValueError, match=match):
+        cluster_features(blobs()[0], n_clusters, method=method)
+
+
+# ---------------------------------------------------------------- refine_labels
+
+
+def halves(n_rows: int = 10, n_cols: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A square lattice, label 0 on the left half and 1 on the right half."""
+    coords = square_lattice(n_rows, n_cols)
+    return coords, (coords[:, 1] >= n_cols // 2).astype(np.int64)
+
+
+def test_refine_fixes_isolated_spots():
+    coords, truth = halves()
+    noisy = truth.copy()
+    flipped = [21, 38, 67, 72]  # isolated, >= 2 columns from the border (ties there depend on the k-NN search)
+    noisy[flipped] = 1 - noisy[flipped]
+    refined = refine_labels(noisy, coords, n_neighbors=10)
+    assert refined.dtype == np.int64
+    np.testing.assert_array_equal(refined, truth)
+
+
+def test_refine_trains_on_confident_spots_only():
+    coords, truth = halves(10, 14)
+    labels = truth.copy()
+    block = np.flatnonzero((coords[:, 0] >= 3) & (coords[:, 0] <= 5) & (coords[:, 1] >= 10) & (coords[:, 1] <= 12))
+    labels[block] = 0  # a 3x3 block of 0 inside the 1-half
+    centre = block[4]
+    # with all spots voting the block survives ...
+    assert refine_labels(labels, coords)[centre] == 0
+    # ... but its spots are unsure, so only the confident 1-spots around vote
+    confidence = np.full(labels.size, 0.95)
+    confidence[block] = 0.5
+    refined = refine_labels(labels, coords, confidence=confidence, threshold=0.9)
+    np.testing.assert_array_equal(refined, truth)
+
+
+def test_refine_never_mixes_groups():
+    coords, truth = halves()
+    both = np.concatenate([coords, coords])  # two samples at identical positions
+    labels = np.concatenate([truth, 1 - truth])
+    groups = np.repeat(["a", "b"], coords.shape[0])
+    np.testing.assert_array_equal(refine_labels(labels, both, groups=groups), labels)
+    # without groups the samples would contaminate each other
+    assert not np.array_equal(refine_labels(labels, both), labels)
+
+
+def test_refine_leaves_group_with_one_confident_label_unchanged():
+    coords, truth = halves()
+    noisy = truth.copy()
+    noisy[[22, 47]] = 1 - noisy[[22, 47]]
+    both = np.concatenate([coords, coords])
+    labels = np.concatenate([noisy, noisy])
+    confidence = np.concatenate([np.ones(100), np.where(noisy == 0, 1.0, 0.0)])  # group b: only label 0 confident
+    refined = refine_labels(labels, both, confidence=confidence, threshold=0.5, groups=np.repeat([0, 1], 100))
+    np.testing.assert_array_equal(refined[:100], truth)
+    np.testing.assert_array_equal(refined[100:], noisy)
+
+
+def test_refine_with_fewer_confident_spots_than_neighbours():
+    coords, truth = halves()
+    confidence = np.zeros(100)
+    confidence[[0, 9, 90]] = 1.0  # two 0-spots in column 0, one 1-spot in column 9
+    refined = refine_labels(truth, coords, confidence=confidence, n_neighbors=10)
+    np.testing.assert_array_equal(refined, np.zeros(100))  # 3 voters, majority 0 everywhere
+
+
+# ---------------------------------------------------------------- public cluster()
+
+
+def test_cluster_writes_keys():
+    adata = make_adata()
+    adata.uns["aestetik"] = {"fit": {"params": {"max_epochs": 3}}, "prepare": {"params": {"window_size": 7}}}
+    assert ae.tl.cluster(adata, 4) is None
+    domains = adata.obs["aestetik"]
+    assert isinstance(domains.dtype, pd.CategoricalDtype)
+    assert list(domains.cat.categories) == ["0", "1", "2", "3"]
+    assert adjusted_rand_score(adata.obs["truth"], domains) == 1.0
+    proba = adata.obs["aestetik_proba"]
+    assert proba.dtype == np.float32
+    assert proba.between(0, 1).all()
+    info = adata.uns["aestetik"]["cluster"]
+    assert info["n_clusters"] == 4
+    assert "resolution" not in info
+    params = info["params"]
+    assert params["n_clusters"] == 4
+    assert params["method"] == "bgm"
+    assert params["refine"] is True
+    assert params["n_neighbors"] == 10
+    assert params["use_rep"] == "X_aestetik"
+    assert params["random_state"] == 0
+    assert params["coords_key"] == "spatial"
+    assert params["aestetik_version"] == ae.__version__
+    # other steps' results are kept
+    assert adata.uns["aestetik"]["fit"] == {"params": {"max_epochs": 3}}
+    assert adata.uns["aestetik"]["prepare"] == {"params": {"window_size": 7}}
+
+
+def test_cluster_copy_and_key_added():
+    adata = make_adata()
+    adata.uns["dom"] = {"fit": {"params": {"max_epochs": 3}}}
+    before = snapshot(adata)
+    out = ae.tl.cluster(adata, 4, method="kmeans", key_added="dom", copy=True)
+    assert out is not adata
+    assert_same(before, snapshot(adata))
+    assert "cluster" not in adata.uns["dom"]
+    assert out.uns["dom"]["fit"] == adata.uns["dom"]["fit"]
+    assert out.uns["dom"]["fit"] is not adata.uns["dom"]["fit"]  # no shared nested dicts
+    assert "dom" in out.obs
+    assert "dom_proba" not in out.obs
+    assert out.uns["dom"]["cluster"]["params"]["method"] == "kmeans"
+    assert adjusted_rand_score(out.obs["truth"], out.obs["dom"]) == 1.0
+
+
+def test_cluster_graph_method_records_resolution():
+    adata = make_adata()
+    ae.tl.cluster(adata, 4, method="leiden", refine=False)
+    info = adata.uns["aestetik"]["cluster"]
+    assert info["resolution"] == pytest.approx(0.1)
+    assert info["params"]["refine"] is False
+    assert "coords_key" not in info["params"]
+    assert adata.obs["aestetik"].nunique() == 4
+
+
+def test_cluster_prefers_lattice_and_refines_per_sample():
+    one = make_adata(coords_key="aestetik_lattice")
+    two = make_adata(coords_key="aestetik_lattice", seed=1)
+    two.obsm["X_aestetik"] = two.obsm["X_aestetik"][::-1].copy()  # sample b: domains mirrored at the same positions
+    two.obs["truth"] = one.obs["truth"].to_numpy()[::-1]
+    adata = ad.concat({"a": one, "b": two}, label="sample", index_unique="-")
+    adata.uns["aestetik"] = {"prepare": {"params": {"batch_key": "sample"}}}
+    ae.tl.cluster(adata, 4, method="kmeans")
+    params = adata.uns["aestetik"]["cluster"]["params"]
+    assert params["coords_key"] == "aestetik_lattice"
+    assert params["batch_key"] == "sample"
+    assert adjusted_rand_score(adata.obs["truth"], adata.obs["aestetik"]) == 1.0
+
+
+def test_cluster_removes_stale_proba_and_skips_refine_for_one_neighbour():
+    adata = make_adata(coords_key=None)
+    ae.tl.cluster(adata, 4, refine=False)
+    assert "aestetik_proba" in adata.obs
+    ae.tl.cluster(adata, 4, method="kmeans", n_neighbors=1)  # no coordinates needed: refinement is skipped
+    assert "aestetik_proba" not in adata.obs
+    assert adata.uns["aestetik"]["cluster"]["params"]["refine"] is False
+
+
+def test_cluster_is_deterministic():
+    a, b = make_adata(), make_adata()
+    ae.tl.cluster(a, 4, method="louvain", random_state=3)
+    ae.tl.cluster(b, 4, method="louvain", random_state=3)
+    pd.testing.assert_series_equal(a.obs["aestetik"], b.obs["aestetik"])
+
+
+def test_cluster_h5ad_round_trip(tmp_path):
+    adata = make_adata()
+    adata.uns["aestetik"] = {"fit": {"params": {"max_epochs": 3}}}
+    ae.tl.cluster(adata, 4)
+    path = tmp_path / "clustered.h5ad"
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    pd.testing.assert_series_equal(back.obs["aestetik"], adata.obs["aestetik"])
+    np.testing.assert_array_equal(back.obs["aestetik_proba"], adata.obs["aestetik_proba"])
+    assert back.uns["aestetik"]["cluster"]["params"] == adata.uns["aestetik"]["cluster"]["params"]
+    assert back.uns["aestetik"]["cluster"]["n_clusters"] == 4
+    assert back.uns["aestetik"]["fit"]["params"]["max_epochs"] == 3
+
+
+def _with_nan(adata):
+    adata.obsm["X_aestetik"][3, 1] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "error", "match"),
+    [
+        (
+            lambda a: a.obsm.pop("X_aestetik"),
+            {},
+            KeyError,
+            r"X_aestetik.*Run `aestetik.tl.fit\(adata\)` first or pass `use_rep`",
+        ),
+        (None, {"use_rep": "X_other"}, KeyError, "X_other"),
+        (None, {"method": "dbscan"}, ValueError, "method='dbscan'"),
+        (None, {"n_clusters": 101}, ValueError, "n_clusters"),
+        (None, {"n_clusters": 1}, ValueError, "n_clusters"),
+        (None, {"n_clusters": 2.5}, ValueError, "n_clusters"),
+        (None, {"n_neighbors": 0}, ValueError, "n_neighbors"),
+        (None, {"random_state": None}, TypeError, "random_state"),
+        (_with_nan, {}, ValueError, "X_aestetik"),
+        (lambda a: a.obsm.pop("spatial"), {}, KeyError, "spatial"),
+        (lambda a: a.uns.__setitem__("aestetik", "text"), {}, TypeError, "aestetik"),
+        (
+            lambda a: a.uns.__setitem__("aestetik", {"prepare": {"params": {"batch_key": "sample"}}}),
+            {},
+            KeyError,
+            "sample",
+        ),
+    ],
+)
+def test_cluster_errors_leave_adata_unchanged(setup, kwargs, error, match):
+    adata = make_adata()
+    adata.obs["aestetik_proba"] = np.float32(0.5)  # a previous run's column must survive a failed call
+    if setup is not None:
+        setup(adata)
+    before = snapshot(adata)
+    kwargs = {"n_clusters": 4, **kwargs}
+    with pytest.raises(error, match=match):
+        ae.tl.cluster(adata, **kwargs)
+    assert_same(before, snapshot(adata))
+
+
+def test_cluster_refuses_view():
+    adata = make_adata()
+    view = adata[:50]
+    with pytest.raises(ValueError, match="view"):
+        ae.tl.cluster(view, 4)
+    assert view.is_view
+    assert "aestetik" not in adata.obs
+    out = ae.tl.cluster(view, 2, method="kmeans", copy=True)  # a copy of a view is fine
+    assert out.n_obs == 50
+    assert "aestetik" not in adata.obs
+
+
+def test_private_module_constants():
+    assert _clustering.RESOLUTIONS[0] == 0.1
+    assert _clustering.RESOLUTIONS[-1] == pytest.approx(2.98)
+    assert _clustering.CLUSTER_METHODS == ("bgm", "kmeans", "leiden", "louvain")

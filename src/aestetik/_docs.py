@@ -14,9 +14,7 @@ _DOCS = {
     "random_state": "random_state\n    Seed for every random step of this call; the same seed gives the same result on CPU.",
     "show_progress_bar": "show_progress_bar\n    Show a progress bar for long steps.",
     "prepare_key": "prepare_key\n    The ``key_added`` of :func:`aestetik.pp.prepare` whose results are used.",
-    "n_clusters": (
-        "n_clusters\n    Number of domains (int) or, for ``'leiden'``/``'louvain'``, a resolution (float)."
-    ),
+    "n_clusters": ("n_clusters\n    Number of domains (int) or, for ``'leiden'``/``'louvain'``, a resolution (float)."),
     "clustering_method": (
         "clustering_method\n    ``'bgm'`` (Bayesian Gaussian mixture, tied covariance), ``'kmeans'``, ``'leiden'`` or\n"
         "    ``'louvain'`` (resolution searched upward until exactly ``n_clusters`` clusters appear)."

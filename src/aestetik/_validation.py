@@ -54,7 +54,11 @@ def assert_obs_key(adata: AnnData, key: str, *, fix: str) -> None:
 def assert_finite(x: np.ndarray, *, where: str) -> None:
     """Raise when ``x`` holds NaN or infinite values."""
     if not np.all(np.isfinite(x)):
-        bad = int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum()) if x.ndim > 1 else int((~np.isfinite(x)).sum())
+        bad = (
+            int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum())
+            if x.ndim > 1
+            else int((~np.isfinite(x)).sum())
+        )
         msg = f"{where} contains NaN or infinite values in {bad} row(s). Impute or remove these spots first."
         raise ValueError(msg)
 

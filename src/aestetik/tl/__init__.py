@@ -1,3 +1,6 @@
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._cluster import cluster
+from ._fit import fit
+
+__all__: list[str] = ["cluster", "fit"]

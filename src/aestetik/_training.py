@@ -1,0 +1,281 @@
+"""The Lightning training module, its anchor batches, a loss-history callback and a quiet Trainer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ._grid import gather_windows
+from ._loss import LossOutput, aestetik_loss
+from ._network import AestetikNetwork, ensemble_median
+from ._sampler import TripletSampler
+
+HISTORY_KEYS = (
+    "loss",
+    "reconstruction_transcriptomics",
+    "reconstruction_morphology",
+    "triplet_transcriptomics",
+    "triplet_morphology",
+)
+
+
+class AnchorBatches(torch.utils.data.IterableDataset):
+    """Every spot is an anchor once per epoch: a fresh permutation split into batches of index tensors."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        yield from torch.randperm(self.n, generator=self.generator).split(self.batch_size)
+
+
+class AestetikModule(L.LightningModule):
+    """Training plan: gathers windows on the device, draws triplets, encodes each distinct spot once.
+
+    Parameters
+    ----------
+    features
+        (n, C) min-max scaled transcriptomics then morphology features.
+    index
+        (n, w * w) window index (-1 where no spot).
+    labels_transcriptomics, labels_morphology
+        Pseudo-labels per spot.
+    n_transcriptomics
+        Number of transcriptomics channels.
+    window_size
+        ``w``.
+    weights
+        Calibrated ``(w_t, w_m)``.
+    network_kwargs
+        Passed to :class:`~aestetik._network.AestetikNetwork`.
+    """
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        index: np.ndarray,
+        labels_transcriptomics: np.ndarray,
+        labels_morphology: np.ndarray,
+        *,
+        n_transcriptomics: int,
+        window_size: int,
+        weights: tuple[float, float],
+        network_kwargs: dict[str, Any],
+        rec_alpha: float = 1.0,
+        triplet_alpha: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-6,
+        n_repeats: int = 1,
+        multi_triplet: bool = True,
+        cache_bytes: int = 1 << 30,
+    ) -> None:
+        super().__init__()
+        self.window_size, self.n_transcriptomics = window_size, n_transcriptomics
+        self.w_t, self.w_m = weights
+        self.rec_alpha, self.triplet_alpha, self.lr, self.weight_decay = rec_alpha, triplet_alpha, lr, weight_decay
+        self.network = AestetikNetwork(features.shape[1], window_size, **network_kwargs)
+        self.register_buffer("features", torch.as_tensor(features, dtype=torch.float32), persistent=False)
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.int32), persistent=False)
+        self.cache_bytes = cache_bytes
+        self._window_cache: torch.Tensor | None = None
+        kw = {"n_repeats": n_repeats, "multi_triplet": multi_triplet}
+        self.sampler_t = TripletSampler(labels_transcriptomics, **kw) if self.w_t > 0 and triplet_alpha else None
+        self.sampler_m = TripletSampler(labels_morphology, **kw) if self.w_m > 0 and triplet_alpha else None
+
+    def on_fit_start(self) -> None:
+        """Move the samplers' index pools to the training device."""
+        for s in (self.sampler_t, self.sampler_m):
+            if s is not None:
+                s.to(self.device)
+
+    def windows(self, spots: torch.Tensor) -> torch.Tensor:
+        """Filled (N, C, w, w) windows of ``spots``.
+
+        When all windows fit in ``cache_bytes`` they are filled once per device and indexed afterwards,
+        otherwise each call gathers and median-fills the requested rows of the index.
+        """
+        n, c = self.features.shape
+        if n * c * self.window_size**2 * 4 > self.cache_bytes:
+            return gather_windows(self.features, self.index[spots], self.window_size)
+        cache = self._window_cache
+        if cache is None or cache.device != self.features.device:
+            with torch.no_grad():
+                rows = torch.arange(n, device=self.features.device).split(1 << 16)
+                cache = torch.cat([gather_windows(self.features, self.index[r], self.window_size) for r in rows])
+            self._window_cache = cache
+        return cache[spots]
+
+    def step_loss(self, anchors: torch.Tensor) -> LossOutput:
+        """Loss of one batch of anchor indices."""
+        groups = [anchors]
+        for sampler in (self.sampler_t, self.sampler_m):
+            if sampler is not None:
+                groups.extend(p.reshape(-1) for p in sampler.sample(anchors))
+        occurrences = torch.cat(groups)
+        spots, inverse = torch.unique(occurrences, return_inverse=True)
+        x = self.windows(spots)
+        encoder = self.network.encoder
+        feats = encoder.features(x)  # once per distinct spot
+        mask = encoder.sample_mask(occurrences.shape[0], device=feats.device)
+        z = ensemble_median(encoder.head(feats[:, inverse], mask))
+        b = anchors.shape[0]
+        z_anchor, rest = z[:b], z[b:]
+        partners: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for sampler in (self.sampler_t, self.sampler_m):
+            if sampler is None:
+                partners.append(None)
+                continue
+            s = sampler.n_partners
+            pos, neg, rest = rest[: b * s], rest[b * s : 2 * b * s], rest[2 * b * s :]
+            partners.append((pos.reshape(b, s, -1), neg.reshape(b, s, -1)))
+        x_anchor = x[inverse[:b]]
+        reconstruction = self.network.decoder(z_anchor)
+        return aestetik_loss(
+            x_anchor,
+            reconstruction,
+            z_anchor,
+            partners[0],
+            partners[1],
+            n_transcriptomics=self.n_transcriptomics,
+            transcriptomics_weight=self.w_t,
+            morphology_weight=self.w_m,
+            rec_alpha=self.rec_alpha,
+            triplet_alpha=self.triplet_alpha,
+        )
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        """One optimisation step."""
+        out = self.step_loss(batch.long())
+        return {"loss": out.loss, **{k: v.detach() for k, v in out.parts().items()}}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam with amsgrad."""
+        return torch.optim.Adam(self.network.parameters(), lr=self.lr, weight_decay=self.weight_decay, amsgrad=True)
+
+    @torch.inference_mode()
+    def embed(
+        self, n_mc_samples: int, *, seed: int, chunk_spots: int = 8192, max_elements: int = 1 << 24
+    ) -> np.ndarray:
+        """Monte-Carlo dropout embedding: mean over ``n_mc_samples`` masked passes (batch-norm: running stats).
+
+        The convolution of each spot is computed once; each pass draws a fresh dropout mask for the pooled
+        features. ``n_mc_samples=0`` gives the deterministic embedding without dropout.
+        """
+        self.network.eval()
+        encoder = self.network.encoder
+        n = self.features.shape[0]
+        out = torch.empty((n, encoder.latent_dim), dtype=torch.float32)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        for spots in torch.arange(n, device=self.device).split(chunk_spots):
+            feats = encoder.features(self.windows(spots))  # (E, N, H, P)
+            if n_mc_samples == 0 or encoder.dropout <= 0:
+                out[spots.cpu()] = ensemble_median(encoder.head(feats, None)).float().cpu()
+                continue
+            m = spots.shape[0]
+            acc = torch.zeros((m, encoder.latent_dim), device=self.device)
+            passes = max(1, min(n_mc_samples, max_elements // max(feats.numel(), 1)))
+            done = 0
+            while done < n_mc_samples:
+                p = min(passes, n_mc_samples - done)
+                mask = encoder.sample_mask(p * m, generator=gen, device=self.device)
+                rep = feats.repeat(1, p, 1, 1)  # pass-major: (E, p * m, H, P)
+                acc += ensemble_median(encoder.head(rep, mask)).reshape(p, m, -1).sum(0)
+                done += p
+            out[spots.cpu()] = (acc / n_mc_samples).float().cpu()
+        return out.numpy()
+
+
+class LossHistory(L.Callback):
+    """Collects the total loss and its parts at every step (kept on the device until the end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[torch.Tensor] = []
+        self.epochs: list[int] = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Record one step."""
+        self.steps.append(torch.stack([outputs[k].detach().float() for k in HISTORY_KEYS]))
+        self.epochs.append(trainer.current_epoch)
+
+    def history(self) -> dict[str, np.ndarray]:
+        """``{'epoch': ..., 'loss': ..., <four parts>: ...}`` as float32/int32 arrays, one entry per step."""
+        values = torch.stack(self.steps).cpu().numpy() if self.steps else np.zeros((0, len(HISTORY_KEYS)), np.float32)
+        hist = {k: values[:, i].astype(np.float32) for i, k in enumerate(HISTORY_KEYS)}
+        hist["epoch"] = np.asarray(self.epochs, dtype=np.int32)
+        return hist
+
+
+@contextmanager
+def quiet_lightning():
+    """Silence Lightning's start-up banner and its warning about data-loader workers."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+            warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextmanager
+def stop_on_interrupt(trainer: L.Trainer):
+    """Turn Ctrl+C during training into a clean stop (Lightning itself would call ``sys.exit``).
+
+    Yields a dict whose ``'interrupted'`` entry tells the caller to raise ``KeyboardInterrupt`` after ``fit``.
+    """
+    import signal
+    import threading
+
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        state["interrupted"] = True
+        trainer.should_stop = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def make_trainer(
+    *, max_epochs: int, accelerator: str, devices: int | str, show_progress_bar: bool, callbacks: list[L.Callback]
+) -> L.Trainer:
+    """A Trainer that writes no files: no logger, no checkpoints, no model summary."""
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=show_progress_bar,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )

@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+from scanpy import logging as logg
+
+from aestetik._clustering import cluster_features
+from aestetik._docs import doc_params
+from aestetik._grid import window_index
+from aestetik._keys import Key
+from aestetik._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
+from aestetik._validation import assert_choice, assert_finite, assert_n_clusters, assert_not_view, assert_obsm_key
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+CLUSTERING_METHODS = ("bgm", "kmeans", "leiden", "louvain")
+
+
+def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int) -> np.ndarray:
+    """15-PC representation of ``X`` (log1p unless logged, HVG, scale, PCA) computed on a copy."""
+    import scanpy as sc
+    from anndata import AnnData
+    from scipy import sparse
+
+    x = adata.X
+    if x is None:
+        msg = "`adata.X` is empty, so no transcriptomics PCA can be computed. Pass `transcriptomics_key` naming an obsm representation."
+        raise ValueError(msg)
+    tmp = AnnData(X=x.copy().astype(np.float32), var=pd.DataFrame(index=adata.var_names.copy()))
+    values = tmp.X.data if sparse.issparse(tmp.X) else np.asarray(tmp.X)
+    if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+        msg = "`adata.X` holds negative, NaN or infinite values; pass expression counts or a `transcriptomics_key`."
+        raise ValueError(msg)
+    if "log1p" not in adata.uns:
+        if values.size and np.all(values == np.round(values)):
+            sc.pp.normalize_total(tmp, target_sum=1e4)
+        sc.pp.log1p(tmp)
+    n_top = min(n_top_genes, tmp.n_vars)
+    if n_top < tmp.n_vars:
+        sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
+        tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
+    sc.pp.scale(tmp, max_value=10)
+    n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
+    sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
+    return tmp.obsm["X_pca"].astype(np.float32)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    """Scale each column to [0, 1] over all spots (constant columns become 0, as sklearn's MinMaxScaler)."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = hi - lo
+    span[span == 0] = 1.0
+    return ((x - lo) / span).astype(np.float32)
+
+
+def _labels(labels: np.ndarray) -> pd.Categorical:
+    k = int(labels.max()) + 1 if labels.size else 0
+    return pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+
+
+@doc_params
+def prepare(
+    adata: AnnData,
+    *,
+    transcriptomics_key: str = "X_pca",
+    morphology_key: str | None = None,
+    n_clusters: int | float = 7,
+    clustering_method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
+    window_size: int = 7,
+    spatial_key: str = "spatial",
+    coords: tuple[str, str] = ("array_row", "array_col"),
+    batch_key: str | None = None,
+    n_comps: int = 15,
+    random_state: int = 0,
+    key_added: str = "aestetik",
+    copy: bool = False,
+) -> AnnData | None:
+    """Prepare AESTETIK's inputs: representations, pseudo-labels, lattice and neighbourhood grid index.
+
+    Reads (or computes) the transcriptomics representation and, when given, the morphology representation,
+    clusters each into pseudo-labels that define the triplets of :func:`aestetik.tl.fit`, scales both to
+    [0, 1] per column, reads the integer lattice position of every spot and builds, with numba, the index of
+    the ``window_size`` x ``window_size`` lattice window around every spot :cite:p:`Nonchev2024`.
+
+    Parameters
+    ----------
+    {adata}
+    transcriptomics_key
+        ``adata.obsm`` key of the transcriptomics representation. When absent, a standard PCA of ``X``
+        (log1p unless ``uns['log1p']`` exists, after per-spot normalisation when ``X`` holds integer counts;
+        3000 highly variable genes, scaling, ``n_comps`` components) is computed on a copy and stored under
+        this key; ``X`` is left unchanged.
+    morphology_key
+        ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
+        train on transcriptomics and neighbourhood only.
+    {n_clusters}
+    {clustering_method}
+    window_size
+        Odd side ``w >= 3`` of the lattice window around each spot.
+    spatial_key
+        ``adata.obsm`` key of the spot coordinates, recorded for plotting and refinement.
+    coords
+        ``adata.obs`` columns holding the integer lattice row and column (10x Visium: ``array_row``,
+        ``array_col``; hexagonal: horizontal neighbours differ by 2 columns).
+    batch_key
+        ``adata.obs`` column naming the sample of each spot; windows never reach into another sample.
+    n_comps
+        Components of the transcriptomics PCA computed when ``transcriptomics_key`` is absent.
+    {random_state}
+    key_added
+        Prefix of every key written.
+    {copy}
+
+    Returns
+    -------
+    {returns_copy} Sets:
+
+    `adata.obsm[key_added + '_input']` : ndarray (n, C), float32
+        Min-max scaled transcriptomics then morphology features.
+    `adata.obsm[key_added + '_lattice']` : ndarray (n, 2), int32
+        Lattice (row, col) per spot.
+    `adata.obsm[key_added + '_grid']` : ndarray (n, w * w), int32
+        Index of the spot at each window position, ``-1`` where none.
+    `adata.obs[key_added + '_transcriptomics_cluster']`, `adata.obs[key_added + '_morphology_cluster']` : categorical
+        Pseudo-labels per modality (the morphology column only with a ``morphology_key``).
+    `adata.obsm[transcriptomics_key]` : ndarray (n, n_comps)
+        Only when it was computed.
+    `adata.uns[key_added]['prepare']` : dict
+        ``params`` and the sizes ``fit`` needs.
+
+    Examples
+    --------
+    >>> import aestetik as ae
+    >>> adata = ae.datasets.dlpfc_151676()
+    >>> ae.pp.prepare(adata, n_clusters=7)
+    >>> adata.obsm["aestetik_grid"].shape
+    (3460, 49)
+    """
+    from aestetik import __version__
+
+    assert_not_view(adata, copy=copy)
+    assert_choice(clustering_method, CLUSTERING_METHODS, name="clustering_method")
+    if (
+        isinstance(window_size, bool)
+        or not isinstance(window_size, int | np.integer)
+        or window_size < 3
+        or window_size % 2 == 0
+    ):
+        msg = f"`window_size` must be an odd integer >= 3 (e.g. 5 or 7), got {window_size!r}."
+        raise ValueError(msg)
+    if not (isinstance(coords, tuple | list) and len(coords) == 2):
+        msg = f"`coords` must name two obs columns (row, col), got {coords!r}."
+        raise ValueError(msg)
+    coords = (str(coords[0]), str(coords[1]))
+    assert_n_clusters(n_clusters, adata.n_obs)
+    if isinstance(n_clusters, float) and clustering_method in ("bgm", "kmeans"):
+        msg = f"A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int for {clustering_method!r}."
+        raise ValueError(msg)
+    compute_pca = transcriptomics_key not in adata.obsm
+    if not compute_pca:
+        t = assert_obsm_key(adata, transcriptomics_key, fix="")
+        assert_finite(t, where=f"`adata.obsm[{transcriptomics_key!r}]`")
+    m = None
+    if morphology_key is not None:
+        m = assert_obsm_key(
+            adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
+        )
+        assert_finite(m, where=f"`adata.obsm[{morphology_key!r}]`")
+    lattice = lattice_from_obs(adata.obs, coords)
+    samples, sample_names = sample_codes(adata.obs, batch_key)
+    assert_unique_positions(lattice, samples, sample_names, coords)
+    if spatial_key not in adata.obsm:
+        logg.warning(f"`adata.obsm[{spatial_key!r}]` not found; plots will use the lattice positions.")
+
+    start = logg.info(f"preparing AESTETIK inputs ({adata.n_obs} spots, window {window_size})")
+    if compute_pca:
+        t = _transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
+    t = np.asarray(t, dtype=np.float32)
+    res_t = cluster_features(t, n_clusters, method=clustering_method, random_state=random_state)
+    res_m = None
+    if m is not None:
+        m = np.asarray(m, dtype=np.float32)
+        res_m = cluster_features(m, n_clusters, method=clustering_method, random_state=random_state)
+    features = np.concatenate([_minmax(t)] + ([_minmax(m)] if m is not None else []), axis=1)
+    index = window_index(lattice, samples, window_size)
+
+    adata = adata.copy() if copy else adata
+    if compute_pca:
+        adata.obsm[transcriptomics_key] = t
+    adata.obsm[Key.input(key_added)] = features
+    adata.obsm[Key.lattice(key_added)] = lattice
+    adata.obsm[Key.grid(key_added)] = index
+    adata.obs[Key.transcriptomics_cluster(key_added)] = _labels(res_t.labels)
+    if res_m is not None:
+        adata.obs[Key.morphology_cluster(key_added)] = _labels(res_m.labels)
+    elif Key.morphology_cluster(key_added) in adata.obs:
+        del adata.obs[Key.morphology_cluster(key_added)]
+    params = {
+        "transcriptomics_key": transcriptomics_key,
+        "morphology_key": morphology_key or "",
+        "n_clusters": n_clusters,
+        "clustering_method": clustering_method,
+        "window_size": int(window_size),
+        "spatial_key": spatial_key,
+        "coords": list(coords),
+        "batch_key": batch_key or "",
+        "n_comps": int(n_comps),
+        "random_state": int(random_state),
+        "aestetik_version": __version__,
+    }
+    uns = dict(adata.uns.get(key_added, {}))
+    uns["prepare"] = {
+        "params": params,
+        "n_obs": int(adata.n_obs),
+        "n_transcriptomics": int(t.shape[1]),
+        "n_morphology": int(m.shape[1]) if m is not None else 0,
+        "n_clusters_transcriptomics": int(res_t.n_clusters),
+        "n_clusters_morphology": int(res_m.n_clusters) if res_m is not None else 0,
+        "transcriptomics_pca_computed": bool(compute_pca),
+        "lattice_type": lattice_type(lattice, samples),
+        "samples": np.asarray(sample_names, dtype=object).astype(str),
+    }
+    adata.uns[key_added] = uns
+    logg.info(
+        "    finished",
+        time=start,
+        deep=(
+            f"added\n    'obsm[{Key.input(key_added)!r}]', 'obsm[{Key.lattice(key_added)!r}]', "
+            f"'obsm[{Key.grid(key_added)!r}]', pseudo-labels in obs, 'uns[{key_added!r}][\"prepare\"]'"
+        ),
+    )
+    return adata if copy else None

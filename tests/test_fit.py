@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+from _data import FAST_FIT, make_small
+
+import aestetik as ae
+from aestetik.tl._fit import restore_module
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    adata = make_small()
+    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
+    return adata
+
+
+def test_fit_writes_embedding_and_record(prepared, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    adata = prepared.copy()
+    assert ae.tl.fit(adata, morphology_weight=1.0, **FAST_FIT) is None
+    emb = adata.obsm["X_aestetik"]
+    assert emb.dtype == np.float32
+    assert emb.shape == (adata.n_obs, 4)
+    assert np.all(np.isfinite(emb))
+    assert emb.std(0).min() > 0
+    rec = adata.uns["aestetik"]["fit"]
+    assert "prepare" in adata.uns["aestetik"]  # other steps' records are kept
+    p = rec["params"]
+    assert p["morphology_weight"] == 1.0
+    assert p["batch_size"] == adata.n_obs
+    assert p["device"] == "cpu"
+    assert rec["transcriptomics_weight"] == 2.0
+    assert rec["morphology_weight"] == 1.0
+    hist = rec["history"]
+    assert set(hist) == {
+        "epoch",
+        "loss",
+        "reconstruction_transcriptomics",
+        "reconstruction_morphology",
+        "triplet_transcriptomics",
+        "triplet_morphology",
+    }
+    assert len(hist["loss"]) == 2  # one step per epoch: the whole section is one batch
+    total = 2.0 * (hist["reconstruction_transcriptomics"] + hist["triplet_transcriptomics"]) + 1.0 * (
+        hist["reconstruction_morphology"] + hist["triplet_morphology"]
+    )
+    np.testing.assert_allclose(hist["loss"], total, rtol=1e-5)
+    assert "network.encoder.conv.weight" not in rec["weights"]
+    assert rec["weights"]["encoder.conv.weight"].shape == (3 * 8, 10, 3, 3)
+    assert list(tmp_path.iterdir()) == []  # no lightning_logs, no checkpoints
+
+
+def test_fit_batches_and_history(prepared):
+    adata = prepared.copy()
+    ae.tl.fit(adata, **{**FAST_FIT, "max_epochs": 3}, batch_size=100)
+    hist = adata.uns["aestetik"]["fit"]["history"]
+    steps = int(np.ceil(adata.n_obs / 100))
+    assert len(hist["loss"]) == 3 * steps
+    np.testing.assert_array_equal(hist["epoch"], np.repeat(np.arange(3), steps))
+
+
+def test_fit_is_deterministic(prepared):
+    a, b, c = prepared.copy(), prepared.copy(), prepared.copy()
+    ae.tl.fit(a, random_state=3, **FAST_FIT)
+    ae.tl.fit(b, random_state=3, **FAST_FIT)
+    ae.tl.fit(c, random_state=4, **FAST_FIT)
+    np.testing.assert_array_equal(a.obsm["X_aestetik"], b.obsm["X_aestetik"])
+    assert not np.allclose(a.obsm["X_aestetik"], c.obsm["X_aestetik"])
+
+
+def test_fit_copy(prepared):
+    adata = prepared.copy()
+    out = ae.tl.fit(adata, copy=True, **FAST_FIT)
+    assert "X_aestetik" in out.obsm
+    assert "X_aestetik" not in adata.obsm
+    assert "fit" not in adata.uns["aestetik"]
+
+
+def test_default_morphology_weight(prepared):
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)
+    assert adata.uns["aestetik"]["fit"]["morphology_weight"] == 1.5
+    rna = make_small(morphology=False)
+    ae.pp.prepare(rna, n_clusters=3, clustering_method="kmeans")
+    ae.tl.fit(rna, **FAST_FIT)
+    rec = rna.uns["aestetik"]["fit"]
+    assert (rec["transcriptomics_weight"], rec["morphology_weight"]) == (3.0, 0.0)
+    assert np.all(rec["history"]["reconstruction_morphology"] == 0)
+    with pytest.raises(ValueError, match="morphology_key"):
+        ae.tl.fit(rna, morphology_weight=1.0, **FAST_FIT)
+
+
+def test_collapsed_modality_gets_weight_zero(prepared):
+    adata = prepared.copy()
+    adata.obs["aestetik_morphology_cluster"] = "0"
+    adata.uns["aestetik"]["prepare"]["n_clusters_morphology"] = 1
+    ae.tl.fit(adata, morphology_weight=1.0, **FAST_FIT)
+    rec = adata.uns["aestetik"]["fit"]
+    assert rec["morphology_weight"] == 0.0
+    assert rec["transcriptomics_weight"] == 2.0
+    assert np.all(rec["history"]["triplet_morphology"] == 0)
+
+
+def test_mc_embedding_against_plain_passes(prepared):
+    """The batched Monte-Carlo embedding equals an explicit loop of masked passes with the same masks."""
+    import torch
+
+    from aestetik._network import ensemble_median
+
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)
+    module = restore_module(adata)
+    module.network.eval()
+    enc = module.network.encoder
+    n = adata.n_obs
+    feats = enc.features(module.windows(torch.arange(n)))
+    got = module.embed(7, seed=11, max_elements=feats.numel())  # one pass per chunk: same random stream
+    gen = torch.Generator().manual_seed(11)
+    acc = torch.zeros(n, enc.latent_dim)
+    with torch.no_grad():
+        for _ in range(7):
+            keep = torch.rand((enc.n_ensemble, n, enc.c_hid), generator=gen) >= enc.dropout
+            acc += ensemble_median(enc.head(feats, keep.float() / (1 - enc.dropout)))
+    np.testing.assert_allclose(got, (acc / 7).numpy(), rtol=1e-5, atol=1e-6)
+    # chunking over passes changes the random stream, not the estimate's scale
+    other = module.embed(7, seed=11)
+    assert np.corrcoef(got.ravel(), other.ravel())[0, 1] > 0.9
+
+
+def test_h5ad_round_trip_restores_model(prepared, tmp_path):
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)
+    path = tmp_path / "a.h5ad"
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    rec, rec2 = adata.uns["aestetik"]["fit"], back.uns["aestetik"]["fit"]
+    assert rec2["params"] == rec["params"]
+    np.testing.assert_array_equal(rec2["history"]["loss"], rec["history"]["loss"])
+    a = restore_module(adata).embed(5, seed=0)
+    b = restore_module(back).embed(5, seed=0)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_fit_failure_writes_nothing(prepared, monkeypatch):
+    from aestetik import _training
+
+    adata = prepared.copy()
+    calls = {"n": 0}
+    original = _training.AestetikModule.training_step
+
+    def failing(self, batch, batch_idx):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            msg = "boom"
+            raise RuntimeError(msg)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(_training.AestetikModule, "training_step", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        ae.tl.fit(adata, **FAST_FIT)
+    assert "X_aestetik" not in adata.obsm
+    assert "fit" not in adata.uns["aestetik"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "kwargs", "error", "match"),
+    [
+        (lambda a: a.uns.pop("aestetik"), {}, KeyError, r"aestetik.pp.prepare"),
+        (None, {"prepare_key": "other"}, KeyError, "other"),
+        (None, {"morphology_weight": 4.0}, ValueError, "total_weight"),
+        (None, {"dropout": 1.0}, ValueError, "dropout"),
+        (None, {"max_epochs": 0}, ValueError, "max_epochs"),
+        (None, {"n_mc_samples": -1}, ValueError, "n_mc_samples"),
+        (
+            lambda a: a.obsm.__setitem__("aestetik_grid", a.obsm["aestetik_grid"][::-1].copy()),
+            {},
+            ValueError,
+            "no longer matches",
+        ),
+    ],
+)
+def test_fit_bad_input_leaves_adata_unchanged(prepared, edit, kwargs, error, match):
+    adata = prepared.copy()
+    if edit is not None:
+        edit(adata)
+    keys = (sorted(adata.obsm.keys()), sorted(adata.uns.keys()), list(adata.obs.columns))
+    with pytest.raises(error, match=match):
+        ae.tl.fit(adata, **{**FAST_FIT, **kwargs})
+    assert keys == (sorted(adata.obsm.keys()), sorted(adata.uns.keys()), list(adata.obs.columns))
+    assert "X_aestetik" not in adata.obsm
+
+
+def test_fit_after_subsetting_is_refused(prepared):
+    sub = prepared[:200].copy()
+    with pytest.raises(ValueError, match="prepare"):
+        ae.tl.fit(sub, **FAST_FIT)
+    with pytest.raises(ValueError, match="view"):
+        ae.tl.fit(prepared[:200], **FAST_FIT)

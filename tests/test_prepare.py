@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _data import make_small
+
+import aestetik as ae
+from aestetik._grid import window_index
+
+
+def _snapshot(adata):
+    return (
+        list(adata.obs.columns),
+        sorted(adata.obsm.keys()),
+        sorted(adata.uns.keys()),
+        {k: np.asarray(v).copy() for k, v in adata.obsm.items()},
+        adata.X.copy(),
+    )
+
+
+def _assert_unchanged(adata, snap):
+    obs, obsm, uns, arrays, x = snap
+    assert list(adata.obs.columns) == obs
+    assert sorted(adata.obsm.keys()) == obsm
+    assert sorted(adata.uns.keys()) == uns
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(np.asarray(adata.obsm[k]), v)
+    np.testing.assert_array_equal(adata.X, x)
+
+
+def test_prepare_writes_keys(small):
+    ae.pp.prepare(small, morphology_key="X_morphology", n_clusters=3, window_size=5)
+    n = small.n_obs
+    x = small.obsm["aestetik_input"]
+    assert x.dtype == np.float32
+    assert x.shape == (n, 6 + 4)
+    np.testing.assert_allclose(x.min(0), 0, atol=1e-6)
+    np.testing.assert_allclose(x.max(0), 1, atol=1e-6)
+    lat = small.obsm["aestetik_lattice"]
+    assert lat.dtype == np.int32
+    np.testing.assert_array_equal(lat, small.obs[["array_row", "array_col"]].to_numpy())
+    grid = small.obsm["aestetik_grid"]
+    assert grid.dtype == np.int32
+    assert grid.shape == (n, 25)
+    np.testing.assert_array_equal(grid, window_index(lat, np.zeros(n, np.int32), 5))
+    for col in ("aestetik_transcriptomics_cluster", "aestetik_morphology_cluster"):
+        assert isinstance(small.obs[col].dtype, pd.CategoricalDtype)
+        assert list(small.obs[col].cat.categories) == ["0", "1", "2"]
+    rec = small.uns["aestetik"]["prepare"]
+    assert rec["params"]["window_size"] == 5
+    assert rec["params"]["morphology_key"] == "X_morphology"
+    assert rec["params"]["aestetik_version"] == ae.__version__
+    assert rec["n_transcriptomics"] == 6
+    assert rec["n_morphology"] == 4
+    assert rec["lattice_type"] == "hex"
+    assert rec["n_clusters_transcriptomics"] == 3
+
+
+def test_prepare_computes_pca_without_touching_x():
+    adata = make_small()
+    del adata.obsm["X_pca"]
+    x = adata.X.copy()
+    ae.pp.prepare(adata, n_clusters=3)
+    np.testing.assert_array_equal(adata.X, x)
+    assert adata.obsm["X_pca"].shape == (adata.n_obs, 15)
+    assert adata.uns["aestetik"]["prepare"]["transcriptomics_pca_computed"]
+    assert "aestetik_morphology_cluster" not in adata.obs
+    assert adata.uns["aestetik"]["prepare"]["n_morphology"] == 0
+
+
+def test_prepare_copy(small):
+    snap = _snapshot(small)
+    out = ae.pp.prepare(small, n_clusters=3, copy=True)
+    _assert_unchanged(small, snap)
+    assert "aestetik_grid" in out.obsm
+    assert ae.pp.prepare(small, n_clusters=3) is None
+    assert "aestetik_grid" in small.obsm
+
+
+def test_prepare_several_samples():
+    a, b = make_small(seed=1), make_small(seed=2)
+    a.obs["sample"], b.obs["sample"] = "a", "b"
+    import anndata as ad
+
+    adata = ad.concat([a, b], index_unique="-")
+    ae.pp.prepare(adata, n_clusters=3, batch_key="sample")
+    grid = adata.obsm["aestetik_grid"]
+    sample = adata.obs["sample"].to_numpy()
+    present = grid >= 0
+    assert np.all(sample[np.where(present, grid, 0)][present] == np.repeat(sample, present.sum(1)))
+    with pytest.raises(ValueError, match="share a lattice position"):
+        ae.pp.prepare(ad.concat([a, b], index_unique="-"), n_clusters=3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "edit", "error", "match"),
+    [
+        ({"transcriptomics_key": "X_pca", "morphology_key": "X_missing"}, None, KeyError, "X_missing"),
+        ({}, lambda a: a.obsm["X_pca"].__setitem__((0, 0), np.nan), ValueError, "NaN"),
+        ({"n_clusters": 10_000}, None, ValueError, "larger than the number of spots"),
+        ({"n_clusters": 1}, None, ValueError, "at least 2"),
+        ({"window_size": 4}, None, ValueError, "odd"),
+        ({"window_size": 1}, None, ValueError, "odd"),
+        ({"clustering_method": "dbscan"}, None, ValueError, "dbscan"),
+        ({"coords": ("row", "col")}, None, KeyError, "'row'"),
+        ({}, lambda a: a.obs.__setitem__("array_row", 0), ValueError, "share a lattice position"),
+        ({"n_clusters": 0.5}, None, ValueError, "resolution"),
+    ],
+)
+def test_prepare_bad_input_leaves_adata_unchanged(kwargs, edit, error, match):
+    adata = make_small()
+    if edit is not None:
+        edit(adata)
+    snap = _snapshot(adata)
+    with pytest.raises(error, match=match):
+        ae.pp.prepare(adata, **{"n_clusters": 3, **kwargs})
+    _assert_unchanged(adata, snap)
+
+
+def test_prepare_rejects_view(small):
+    view = small[:100]
+    with pytest.raises(ValueError, match="view"):
+        ae.pp.prepare(view, n_clusters=3)
+    assert "aestetik" not in small.uns
+    out = ae.pp.prepare(view, n_clusters=3, copy=True)
+    assert out.n_obs == 100
+    assert not out.is_view

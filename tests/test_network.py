@@ -149,3 +149,22 @@ def test_initialisation_matches_pytorch_defaults():
     assert w.abs().max() <= bound + 1e-7
     assert w.abs().max() > 0.9 * bound
     assert not np.allclose(w[:64].detach().numpy(), w[64:128].detach().numpy())  # members differ
+
+
+@pytest.mark.parametrize("w", [5, 7])
+def test_decoder_constant_map_equals_transposed_convolution(w):
+    """The precomputed linear map equals upsample -> dropout -> ConvTranspose2d, with the same mask."""
+    torch.manual_seed(6)
+    net = AestetikNetwork(5, w, c_hid=8, latent_dim=4, n_ensemble=3, dropout=0.3).train()
+    dec = net.decoder
+    z = torch.randn(25, 4)
+    mask = dec.sample_mask(25)
+    assert mask is not None
+    fast = dec(z, mask)
+    slow = dec(z, mask, generic=True)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    fast.sum().backward()
+    g_fast = dec.deconv.weight.grad.clone()
+    dec.deconv.weight.grad = None
+    slow.sum().backward()
+    torch.testing.assert_close(g_fast, dec.deconv.weight.grad, rtol=1e-4, atol=1e-5)

@@ -109,7 +109,14 @@ class EnsembleEncoder(nn.Module):
 
 
 class EnsembleDecoder(nn.Module):
-    """``n_ensemble`` decoder units: Linear -> ReLU -> upsample -> Dropout2d -> ConvTranspose2d -> BatchNorm2d -> Sigmoid."""
+    """``n_ensemble`` decoder units: Linear -> ReLU -> upsample -> Dropout2d -> ConvTranspose2d -> BatchNorm2d -> Sigmoid.
+
+    When the pooled map is a single position (``w`` = 5 or 7 with ``k`` = 3) the input of the transposed
+    convolution is spatially constant per channel (nearest upsampling of a 1 x 1 map, then a per-channel
+    dropout factor), so that layer is the fixed linear map ``c_hid -> C * w * w`` obtained by transposed
+    convolution of one-hot constant maps; it is rebuilt from the kernel at every call (exact, and about
+    ``conv_out**2`` times fewer operations).
+    """
 
     def __init__(
         self,
@@ -124,12 +131,11 @@ class EnsembleDecoder(nn.Module):
     ) -> None:
         super().__init__()
         conv_out, pooled = conv_shapes(window_size, kernel_size)
-        self.n_ensemble, self.c_hid, self.out_channels = n_ensemble, c_hid, out_channels
+        self.n_ensemble, self.c_hid, self.out_channels, self.dropout = n_ensemble, c_hid, out_channels, dropout
         self.conv_out, self.pooled, self.window_size = conv_out, pooled, window_size
         flat = c_hid * pooled * pooled
         self.weight = nn.Parameter(torch.empty(n_ensemble, latent_dim, flat))
         self.bias = nn.Parameter(torch.empty(n_ensemble, flat))
-        self.dropout = nn.Dropout2d(dropout)
         self.deconv = nn.ConvTranspose2d(n_ensemble * c_hid, n_ensemble * out_channels, kernel_size, groups=n_ensemble)
         self.bn = nn.BatchNorm2d(n_ensemble * out_channels)
         with torch.no_grad():
@@ -141,15 +147,42 @@ class EnsembleDecoder(nn.Module):
             self.deconv.weight.copy_(torch.cat([d.weight for d in deconvs]))
             self.deconv.bias.copy_(torch.cat([d.bias for d in deconvs]))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent) -> median reconstruction (N, C, w, w)."""
-        n = z.shape[0]
-        h = torch.matmul(z, self.weight) + self.bias[:, None, :]  # (E, N, F)
-        h = F.relu(h.transpose(0, 1).reshape(n, self.n_ensemble * self.c_hid, self.pooled, self.pooled))
-        h = F.interpolate(h, size=(self.conv_out, self.conv_out), mode="nearest")
-        h = torch.sigmoid(self.bn(self.deconv(self.dropout(h))))
-        h = h.reshape(n, self.n_ensemble, self.out_channels, self.window_size, self.window_size)
-        return ensemble_median(h.transpose(0, 1))
+    def sample_mask(self, n: int, device=None) -> torch.Tensor | None:
+        """A ``Dropout2d`` mask (E, N, c_hid) in training mode, else ``None``."""
+        if not self.training or self.dropout <= 0:
+            return None
+        keep = torch.rand((self.n_ensemble, n, self.c_hid), device=device) >= self.dropout
+        return keep.to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
+
+    def constant_map(self) -> torch.Tensor:
+        """(E, c_hid, C * w * w): the transposed convolution applied to one-hot spatially constant inputs."""
+        eye = torch.eye(self.c_hid, device=self.deconv.weight.device, dtype=self.deconv.weight.dtype)
+        ones = eye.repeat(1, self.n_ensemble)[:, :, None, None].expand(-1, -1, self.conv_out, self.conv_out)
+        out = F.conv_transpose2d(ones, self.deconv.weight, groups=self.n_ensemble)  # (c_hid, E*C, w, w)
+        return out.reshape(self.c_hid, self.n_ensemble, -1).transpose(0, 1)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None, *, generic: bool = False) -> torch.Tensor:
+        """(N, latent) -> median reconstruction (N, C, w, w); ``mask`` overrides the sampled dropout mask."""
+        n, e = z.shape[0], self.n_ensemble
+        if mask is None:
+            mask = self.sample_mask(n, device=z.device)
+        h = F.relu(torch.matmul(z, self.weight) + self.bias[:, None, :])  # (E, N, c_hid * P)
+        if self.pooled == 1 and not generic:
+            if mask is not None:
+                h = h * mask
+            out = torch.baddbmm(
+                self.deconv.bias.reshape(e, 1, -1).repeat_interleave(self.window_size**2, dim=2), h, self.constant_map()
+            )
+            out = out.reshape(e, n, self.out_channels, self.window_size, self.window_size).transpose(0, 1)
+        else:
+            h = h.transpose(0, 1).reshape(n, e * self.c_hid, self.pooled, self.pooled)
+            h = F.interpolate(h, size=(self.conv_out, self.conv_out), mode="nearest")
+            if mask is not None:
+                h = h * mask.transpose(0, 1).reshape(n, e * self.c_hid)[:, :, None, None]
+            out = self.deconv(h)
+        out = torch.sigmoid(self.bn(out.reshape(n, e * self.out_channels, self.window_size, self.window_size)))
+        out = out.reshape(n, e, self.out_channels, self.window_size, self.window_size)
+        return ensemble_median(out.transpose(0, 1))
 
 
 class AestetikNetwork(nn.Module):

@@ -42,6 +42,8 @@ def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, rand
     if n_top < tmp.n_vars:
         sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
         tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
+    if sparse.issparse(tmp.X):
+        tmp.X = tmp.X.toarray()  # scaling centres the genes, which densifies anyway
     sc.pp.scale(tmp, max_value=10)
     n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
     sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from aestetik._loss import aestetik_loss, calibrate_weights, triplet_loss
+from aestetik._loss import aestetik_loss, triplet_loss
+from aestetik._weights import calibrate_weights
 from aestetik._sampler import TripletSampler
 
 

@@ -1,3 +1,8 @@
+"""Plots: domains over the tissue and training curves."""
+
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._spatial import spatial
+from ._training import loss
+
+__all__ = ["loss", "spatial"]

@@ -9,7 +9,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._io import arrays_to_state, state_to_arrays
 from aestetik._keys import Key
-from aestetik._loss import calibrate_weights
+from aestetik._weights import calibrate_weights
 from aestetik._validation import assert_not_view
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from aestetik._loss import aestetik_loss, triplet_loss
-from aestetik._weights import calibrate_weights
 from aestetik._sampler import TripletSampler
+from aestetik._weights import calibrate_weights
 
 
 def _hand_triplet(a, p, n):

@@ -43,7 +43,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"ARI = {ari:.3f} (DLPFC 151676, {args.n_clusters} domains, {int(known.sum())} labelled spots, seed {args.seed}); "
         f"prepare {t1 - t0:.1f} s, fit {t2 - t1:.1f} s, cluster {t3 - t2:.1f} s; figure: {figure}"
     )
-    print(line)
+    sys.stdout.write(line + "\n")
     (out / "ari.txt").write_text(f"{ari:.6f}\n")
     return 0
 

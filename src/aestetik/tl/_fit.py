@@ -9,8 +9,8 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._io import arrays_to_state, state_to_arrays
 from aestetik._keys import Key
-from aestetik._weights import calibrate_weights
 from aestetik._validation import assert_not_view
+from aestetik._weights import calibrate_weights
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _test_grid_ref import brute_index
 
 from aestetik._grid import gather_windows, window_index
 from aestetik._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
@@ -15,17 +16,6 @@ def _lattice(kind: str, shape: tuple[int, int], holes: float, rng: np.random.Gen
     return np.c_[r[keep], c[keep]].astype(np.int32) + rng.integers(0, 5, size=2)
 
 
-def _brute_index(lattice: np.ndarray, samples: np.ndarray, w: int) -> np.ndarray:
-    where = {(int(s), int(r), int(c)): i for i, (s, (r, c)) in enumerate(zip(samples, lattice, strict=True))}
-    h = w // 2
-    out = np.full((len(lattice), w * w), -1, dtype=np.int64)
-    for i, (s, (r, c)) in enumerate(zip(samples, lattice, strict=True)):
-        for a in range(w):
-            for b in range(w):
-                out[i, a * w + b] = where.get((int(s), int(r) + a - h, int(c) + b - h), -1)
-    return out
-
-
 @pytest.mark.parametrize("kind", ["hex", "square"])
 @pytest.mark.parametrize("w", [3, 5, 7])
 def test_window_index_matches_brute_force(kind, w):
@@ -35,7 +25,7 @@ def test_window_index_matches_brute_force(kind, w):
     idx = window_index(lat, samples, w)
     assert idx.dtype == np.int32
     assert idx.shape == (len(lat), w * w)
-    np.testing.assert_array_equal(idx, _brute_index(lat, samples, w))
+    np.testing.assert_array_equal(idx, brute_index(lat, samples, w))
     np.testing.assert_array_equal(idx[:, (w * w) // 2], np.arange(len(lat)))
 
 
@@ -48,7 +38,7 @@ def test_window_index_never_crosses_samples():
     perm = rng.permutation(len(lat))
     lat, samples = lat[perm], samples[perm]
     idx = window_index(lat, samples, 7)
-    np.testing.assert_array_equal(idx, _brute_index(lat, samples, 7))
+    np.testing.assert_array_equal(idx, brute_index(lat, samples, 7))
     present = idx >= 0
     owner = np.where(present, samples[np.clip(idx, 0, None)], -1)
     assert np.all((owner == samples[:, None]) | ~present)

@@ -46,6 +46,14 @@ def ensemble_median(x: torch.Tensor) -> torch.Tensor:
     return x.sort(dim=0).values[(x.shape[0] - 1) // 2]
 
 
+def dropout_mask(
+    shape: tuple[int, ...], p: float, *, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    """A ``Dropout2d`` channel mask: 0 with probability ``p``, else ``1 / (1 - p)``."""
+    keep = torch.rand(shape, generator=generator, device=device) >= p
+    return keep.to(torch.float32).mul_(1.0 / (1.0 - p))
+
+
 class EnsembleEncoder(nn.Module):
     """``n_ensemble`` encoder units: Conv2d -> BatchNorm2d -> Dropout2d -> ReLU -> MaxPool2d -> Linear."""
 
@@ -91,8 +99,7 @@ class EnsembleEncoder(nn.Module):
         """A ``Dropout2d`` mask (E, N, c_hid) with values 0 or ``1 / (1 - p)``; ``None`` when dropout is off."""
         if self.dropout <= 0:
             return None
-        keep = torch.rand((self.n_ensemble, n, self.c_hid), generator=generator, device=device) >= self.dropout
-        return keep.to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
+        return dropout_mask((self.n_ensemble, n, self.c_hid), self.dropout, generator=generator, device=device)
 
     def head(self, feats: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(E, N, c_hid, P) features and an (E, N, c_hid) mask -> (E, N, latent) per-member embeddings."""
@@ -151,8 +158,7 @@ class EnsembleDecoder(nn.Module):
         """A ``Dropout2d`` mask (E, N, c_hid) in training mode, else ``None``."""
         if not self.training or self.dropout <= 0:
             return None
-        keep = torch.rand((self.n_ensemble, n, self.c_hid), device=device) >= self.dropout
-        return keep.to(torch.float32).mul_(1.0 / (1.0 - self.dropout))
+        return dropout_mask((self.n_ensemble, n, self.c_hid), self.dropout, device=device)
 
     def constant_map(self) -> torch.Tensor:
         """(E, c_hid, C * w * w): the transposed convolution applied to one-hot spatially constant inputs."""

@@ -98,12 +98,15 @@ def prepare(
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
         train on transcriptomics and neighbourhood only.
-    {n_clusters}
+    n_clusters
+        Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
+        ``'leiden'``/``'louvain'``, a resolution (float).
     {clustering_method}
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.
     spatial_key
-        ``adata.obsm`` key of the spot coordinates, recorded for plotting and refinement.
+        ``adata.obsm`` key of the spot coordinates; only checked and recorded in the parameters (a warning
+        when absent). Refinement uses the lattice written here; plots read ``obsm['spatial']``.
     coords
         ``adata.obs`` columns holding the integer lattice row and column (10x Visium: ``array_row``,
         ``array_col``; hexagonal: horizontal neighbours differ by 2 columns).

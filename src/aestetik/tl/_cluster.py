@@ -93,7 +93,7 @@ def cluster(
     Examples
     --------
     >>> import aestetik as ae
-    >>> adata = ae.datasets.dlpfc()  # doctest: +SKIP
+    >>> adata = ae.datasets.dlpfc_151676()  # doctest: +SKIP
     >>> ae.pp.prepare(adata)  # doctest: +SKIP
     >>> ae.tl.fit(adata)  # doctest: +SKIP
     >>> ae.tl.cluster(adata, 7)  # doctest: +SKIP

@@ -143,7 +143,8 @@ def fit(
     :func:`aestetik.pp.prepare` with a per-modality L1 reconstruction and multi-triplet loss
     :cite:p:`Nonchev2024`, then writes the Monte-Carlo dropout embedding (mean over ``n_mc_samples``
     stochastic passes). The data live on the training device; triplet partners are drawn with tensor
-    ops and each distinct spot of a step is convolved once (exact: dropout acts after the convolution).
+    ops and each distinct spot of a step is convolved once, with its own dropout mask per occurrence
+    (dropout acts after the convolution); batch-norm uses the statistics over those distinct spots.
 
     Parameters
     ----------

@@ -168,3 +168,16 @@ def test_decoder_constant_map_equals_transposed_convolution(w):
     dec.deconv.weight.grad = None
     slow.sum().backward()
     torch.testing.assert_close(g_fast, dec.deconv.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_stats_equal_training_batch_norm():
+    torch.manual_seed(7)
+    net = AestetikNetwork(4, 7, c_hid=8, latent_dim=4, n_ensemble=3)
+    x = torch.rand(50, 4, 7, 7)
+    enc = net.encoder
+    mean, var = enc.conv_stats(x.split(7))  # accumulated over chunks
+    h = enc.conv(x)
+    torch.testing.assert_close(mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(var, h.var(dim=(0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
+    enc.train()
+    torch.testing.assert_close(enc.features(x, (mean, var)), enc.features(x), rtol=1e-4, atol=1e-5)

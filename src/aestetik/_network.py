@@ -89,11 +89,37 @@ class EnsembleEncoder(nn.Module):
                 self.weight[e].copy_(lin.weight.T)
                 self.bias[e].copy_(lin.bias)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, w, w) -> (E, N, c_hid, pooled positions), everything before the dropout mask."""
-        h = F.relu(self.bn(self.conv(x)))
+    def features(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(N, C, w, w) -> (E, N, c_hid, pooled positions), everything before the dropout mask.
+
+        ``stats`` = (mean, var) per channel replaces the batch-norm statistics (see :meth:`conv_stats`).
+        """
+        h = self.conv(x)
+        if stats is None:
+            h = self.bn(h)
+        else:
+            h = F.batch_norm(h, stats[0], stats[1], self.bn.weight, self.bn.bias, training=False, eps=self.bn.eps)
+        h = F.relu(h)
         h = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
         return h.reshape(x.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1).contiguous()
+
+    @torch.no_grad()
+    def conv_stats(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and biased variance of the convolution output over all given input batches.
+
+        These are the statistics batch-norm uses in training mode when all those windows form one batch.
+        """
+        total = sq = None
+        count = 0
+        for x in batches:
+            h = self.conv(x).double()
+            s1, s2 = h.sum(dim=(0, 2, 3)), (h * h).sum(dim=(0, 2, 3))
+            total = s1 if total is None else total + s1
+            sq = s2 if sq is None else sq + s2
+            count += h.shape[0] * h.shape[2] * h.shape[3]
+        mean = total / count
+        var = (sq / count - mean * mean).clamp_min(0)
+        return mean.float(), var.float()
 
     def sample_mask(self, n: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor | None:
         """A ``Dropout2d`` mask (E, N, c_hid) with values 0 or ``1 / (1 - p)``; ``None`` when dropout is off."""

@@ -168,18 +168,23 @@ class AestetikModule(L.LightningModule):
     def embed(
         self, n_mc_samples: int, *, seed: int, chunk_spots: int = 8192, max_elements: int = 1 << 24
     ) -> np.ndarray:
-        """Monte-Carlo dropout embedding: mean over ``n_mc_samples`` masked passes (batch-norm: running stats).
+        """Monte-Carlo dropout embedding: mean over ``n_mc_samples`` masked passes.
 
-        The convolution of each spot is computed once; each pass draws a fresh dropout mask for the pooled
-        features. ``n_mc_samples=0`` gives the deterministic embedding without dropout.
+        Batch-norm normalises with the statistics of the convolution output over all spots at the final
+        weights (what the reference's training-mode batch-norm computes when the section is one inference
+        batch), so no spot's embedding depends on how spots are split into batches. The convolution of each
+        spot is computed once; each pass draws a fresh dropout mask for the pooled features.
+        ``n_mc_samples=0`` gives the deterministic embedding without dropout.
         """
         self.network.eval()
         encoder = self.network.encoder
         n = self.features.shape[0]
+        chunks = torch.arange(n, device=self.device).split(chunk_spots)
+        stats = encoder.conv_stats(self.windows(c) for c in chunks)
         out = torch.empty((n, encoder.latent_dim), dtype=torch.float32)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        for spots in torch.arange(n, device=self.device).split(chunk_spots):
-            feats = encoder.features(self.windows(spots))  # (E, N, H, P)
+        for spots in chunks:
+            feats = encoder.features(self.windows(spots), stats)  # (E, N, H, P)
             if n_mc_samples == 0 or encoder.dropout <= 0:
                 out[spots.cpu()] = ensemble_median(encoder.head(feats, None)).float().cpu()
                 continue

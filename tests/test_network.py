@@ -170,14 +170,41 @@ def test_decoder_constant_map_equals_transposed_convolution(w):
     torch.testing.assert_close(g_fast, dec.deconv.weight.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_conv_stats_equal_training_batch_norm():
+@pytest.mark.parametrize(("w", "k"), [(7, 3), (5, 3), (9, 3)])
+def test_summary_batches_equal_plain_batch_norm(w, k):
+    """Normalising occurrences from the per-spot summary equals batch-norm on the repeated windows."""
     torch.manual_seed(7)
-    net = AestetikNetwork(4, 7, c_hid=8, latent_dim=4, n_ensemble=3)
-    x = torch.rand(50, 4, 7, 7)
+    net = AestetikNetwork(4, w, c_hid=8, latent_dim=4, kernel_size=k, n_ensemble=3).train()
     enc = net.encoder
-    mean, var = enc.conv_stats(x.split(7))  # accumulated over chunks
+    with torch.no_grad():
+        enc.bn.weight.copy_(torch.randn_like(enc.bn.weight))  # negative scales take the min-pooled branch
+        enc.bn.bias.copy_(torch.randn_like(enc.bn.bias))
+    x = torch.rand(30, 4, w, w)
+    summary = enc.summarize(x)
+    for index in (torch.arange(30), torch.randint(0, 30, (75,))):  # a batch with repeated spots
+        got = enc.pooled(summary, index, enc.batch_stats(summary, index))
+        torch.testing.assert_close(got, enc.features(x[index]), rtol=1e-4, atol=1e-5)
+    mean, var = enc.batch_stats(summary)
     h = enc.conv(x)
     torch.testing.assert_close(mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(var, h.var(dim=(0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
-    enc.train()
-    torch.testing.assert_close(enc.features(x, (mean, var)), enc.features(x), rtol=1e-4, atol=1e-5)
+    # gradients agree too
+    index = torch.randint(0, 30, (40,))
+    enc.pooled(summary, index, enc.batch_stats(summary, index)).sum().backward()
+    g = enc.conv.weight.grad.clone()
+    enc.conv.weight.grad = None
+    enc.features(x[index]).sum().backward()
+    torch.testing.assert_close(g, enc.conv.weight.grad, rtol=1e-3, atol=1e-4)
+
+
+def test_running_stats_follow_batch_norm():
+    torch.manual_seed(8)
+    net = AestetikNetwork(4, 7, c_hid=8, latent_dim=4, n_ensemble=3).train()
+    enc = net.encoder
+    x = torch.rand(20, 4, 7, 7)
+    summary = enc.summarize(x)
+    reference = nn.BatchNorm2d(enc.bn.num_features).train()
+    enc.update_running_stats(enc.batch_stats(summary), 20 * summary.positions)
+    reference(enc.conv(x).detach())
+    torch.testing.assert_close(enc.bn.running_mean, reference.running_mean)
+    torch.testing.assert_close(enc.bn.running_var, reference.running_var, rtol=1e-4, atol=1e-6)

@@ -17,6 +17,7 @@ occurrence of the spot (anchor, positive or negative partner, Monte-Carlo pass) 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -44,6 +45,17 @@ def ensemble_median(x: torch.Tensor) -> torch.Tensor:
         a, b, c = x.unbind(0)
         return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
     return x.sort(dim=0).values[(x.shape[0] - 1) // 2]
+
+
+@dataclass
+class ConvSummary:
+    """Per-spot summary of the encoder convolution (see :meth:`EnsembleEncoder.summarize`)."""
+
+    total: torch.Tensor  # (N, E * c_hid) sum over positions
+    squares: torch.Tensor  # (N, E * c_hid) sum of squares over positions
+    high: torch.Tensor  # (N, E * c_hid, P) max-pooled raw map
+    low: torch.Tensor  # (N, E * c_hid, P) min-pooled raw map
+    positions: int
 
 
 def dropout_mask(
@@ -92,7 +104,8 @@ class EnsembleEncoder(nn.Module):
     def features(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """(N, C, w, w) -> (E, N, c_hid, pooled positions), everything before the dropout mask.
 
-        ``stats`` = (mean, var) per channel replaces the batch-norm statistics (see :meth:`conv_stats`).
+        The plain computation (batch-norm over ``x``, or with ``stats`` = (mean, var) per channel); training
+        and embedding use the equivalent :meth:`summarize` / :meth:`pooled`.
         """
         h = self.conv(x)
         if stats is None:
@@ -103,23 +116,60 @@ class EnsembleEncoder(nn.Module):
         h = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
         return h.reshape(x.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1).contiguous()
 
-    @torch.no_grad()
-    def conv_stats(self, batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and biased variance of the convolution output over all given input batches.
+    def summarize(self, x: torch.Tensor) -> ConvSummary:
+        """Everything batch-norm -> ReLU -> max-pool needs from the convolution of ``x``, per spot.
 
-        These are the statistics batch-norm uses in training mode when all those windows form one batch.
+        Batch-norm is a per-channel affine map ``a * h + b``; ReLU is monotone, so after it the max-pool
+        picks the largest raw value when ``a > 0`` and the smallest when ``a < 0``. Keeping the per-spot
+        sums (for the statistics) and the max- and min-pooled raw maps therefore lets any batch of
+        occurrences of these spots be normalised with its own statistics, exactly, without repeating
+        the convolution.
         """
-        total = sq = None
-        count = 0
-        for x in batches:
-            h = self.conv(x).double()
-            s1, s2 = h.sum(dim=(0, 2, 3)), (h * h).sum(dim=(0, 2, 3))
-            total = s1 if total is None else total + s1
-            sq = s2 if sq is None else sq + s2
-            count += h.shape[0] * h.shape[2] * h.shape[3]
-        mean = total / count
-        var = (sq / count - mean * mean).clamp_min(0)
+        h = self.conv(x)
+        low = -F.max_pool2d(-h, kernel_size=self.kernel_size, stride=3)
+        high = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
+        n = x.shape[0]
+        return ConvSummary(
+            total=h.sum(dim=(2, 3)),
+            squares=(h * h).sum(dim=(2, 3)),
+            high=high.reshape(n, high.shape[1], -1),
+            low=low.reshape(n, low.shape[1], -1),
+            positions=h.shape[2] * h.shape[3],
+        )
+
+    @staticmethod
+    def batch_stats(summary: ConvSummary, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and biased variance per channel over the batch ``summary`` rows ``index`` (repeats count)."""
+        total, squares = summary.total.double(), summary.squares.double()
+        if index is None:
+            n, s1, s2 = total.shape[0], total.sum(0), squares.sum(0)
+        else:
+            counts = torch.bincount(index, minlength=total.shape[0]).to(total.dtype)
+            n, s1, s2 = index.shape[0], counts @ total, counts @ squares
+        mean = s1 / (n * summary.positions)
+        var = (s2 / (n * summary.positions) - mean * mean).clamp_min(0)
         return mean.float(), var.float()
+
+    def pooled(
+        self, summary: ConvSummary, index: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """(E, len(index), c_hid, P): batch-norm with ``stats`` -> ReLU -> max-pool for rows ``index``."""
+        mean, var = stats
+        scale = self.bn.weight / torch.sqrt(var + self.bn.eps)
+        shift = self.bn.bias - scale * mean
+        raw = torch.where((scale >= 0)[:, None], summary.high[index], summary.low[index])
+        h = F.relu(raw * scale[:, None] + shift[:, None])
+        return h.reshape(index.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1)
+
+    @torch.no_grad()
+    def update_running_stats(self, stats: tuple[torch.Tensor, torch.Tensor], n: int) -> None:
+        """Update batch-norm's running averages as its training-mode forward pass would."""
+        mean, var = stats
+        m = self.bn.momentum if self.bn.momentum is not None else 0.1
+        unbiased = var * (n / max(n - 1, 1))
+        self.bn.running_mean.mul_(1 - m).add_(m * mean)
+        self.bn.running_var.mul_(1 - m).add_(m * unbiased)
+        self.bn.num_batches_tracked.add_(1)
 
     def sample_mask(self, n: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor | None:
         """A ``Dropout2d`` mask (E, N, c_hid) with values 0 or ``1 / (1 - p)``; ``None`` when dropout is off."""

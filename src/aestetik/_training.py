@@ -127,9 +127,15 @@ class AestetikModule(L.LightningModule):
         spots, inverse = torch.unique(occurrences, return_inverse=True)
         x = self.windows(spots)
         encoder = self.network.encoder
-        feats = encoder.features(x)  # once per distinct spot
-        mask = encoder.sample_mask(occurrences.shape[0], device=feats.device)
-        z = ensemble_median(encoder.head(feats[:, inverse], mask))
+        summary = encoder.summarize(x)  # one convolution per distinct spot
+        feats = []
+        for rows in inverse.split([g.shape[0] for g in groups]):
+            # as the reference, anchors, positives and negatives are normalised as separate batches
+            stats = encoder.batch_stats(summary, rows)
+            encoder.update_running_stats(stats, rows.shape[0] * summary.positions)
+            feats.append(encoder.pooled(summary, rows, stats))
+        mask = encoder.sample_mask(occurrences.shape[0], device=x.device)
+        z = ensemble_median(encoder.head(torch.cat(feats, dim=1), mask))
         b = anchors.shape[0]
         z_anchor, rest = z[:b], z[b:]
         partners: list[tuple[torch.Tensor, torch.Tensor] | None] = []
@@ -180,11 +186,18 @@ class AestetikModule(L.LightningModule):
         encoder = self.network.encoder
         n = self.features.shape[0]
         chunks = torch.arange(n, device=self.device).split(chunk_spots)
-        stats = encoder.conv_stats(self.windows(c) for c in chunks)
+        total = squares = None
+        for c in chunks:  # statistics of all spots, accumulated in chunks
+            sm = encoder.summarize(self.windows(c))
+            t, q = sm.total.double().sum(0), sm.squares.double().sum(0)
+            total, squares = (t, q) if total is None else (total + t, squares + q)
+        pooled_all = type(sm)(total[None], squares[None], sm.high[:0], sm.low[:0], sm.positions * n)
+        stats = encoder.batch_stats(pooled_all)
         out = torch.empty((n, encoder.latent_dim), dtype=torch.float32)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         for spots in chunks:
-            feats = encoder.features(self.windows(spots), stats)  # (E, N, H, P)
+            sm = encoder.summarize(self.windows(spots))
+            feats = encoder.pooled(sm, torch.arange(spots.shape[0], device=self.device), stats)  # (E, N, H, P)
             if n_mc_samples == 0 or encoder.dropout <= 0:
                 out[spots.cpu()] = ensemble_median(encoder.head(feats, None)).float().cpu()
                 continue

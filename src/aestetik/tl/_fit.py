@@ -143,8 +143,9 @@ def fit(
     :func:`aestetik.pp.prepare` with a per-modality L1 reconstruction and multi-triplet loss
     :cite:p:`Nonchev2024`, then writes the Monte-Carlo dropout embedding (mean over ``n_mc_samples``
     stochastic passes). The data live on the training device; triplet partners are drawn with tensor
-    ops and each distinct spot of a step is convolved once, with its own dropout mask per occurrence
-    (dropout acts after the convolution); batch-norm uses the statistics over those distinct spots.
+    ops and each distinct spot of a step is convolved once; anchors, positives and negatives are still
+    normalised as separate batch-norm batches and every occurrence gets its own dropout mask, exactly as
+    in the reference implementation.
 
     Parameters
     ----------
@@ -183,8 +184,8 @@ def fit(
         One negative from every other cluster (default) or from one random other cluster.
     n_mc_samples
         Monte-Carlo dropout passes averaged into the embedding (0: one pass without dropout).
-        Batch-norm uses its running statistics here, so a spot's embedding does not depend on the
-        other spots of its inference batch (the reference uses the batch statistics).
+        Batch-norm normalises with the statistics over all spots (the reference's behaviour for a
+        section of up to 8192 spots), so no embedding depends on how spots are batched.
     {random_state}
     accelerator
         Lightning accelerator (``'auto'``, ``'cpu'``, ``'gpu'``, ...).

@@ -207,3 +207,32 @@ def test_fit_after_subsetting_is_refused(prepared):
         ae.tl.fit(sub, **FAST_FIT)
     with pytest.raises(ValueError, match="view"):
         ae.tl.fit(prepared[:200], **FAST_FIT)
+
+
+def test_fit_is_deterministic_across_processes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+import aestetik as ae
+from _data import FAST_FIT, make_small
+adata = make_small()
+ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
+ae.tl.fit(adata, random_state=5, **FAST_FIT)
+ae.tl.cluster(adata, n_clusters=3, method="kmeans")
+np.save(sys.argv[1], adata.obsm["X_aestetik"])
+np.save(sys.argv[2], adata.obs["aestetik"].astype(int).to_numpy())
+"""
+    outs = []
+    for i in range(2):
+        emb, lab = tmp_path / f"e{i}.npy", tmp_path / f"l{i}.npy"
+        subprocess.run(
+            [sys.executable, "-c", script, str(emb), str(lab)], check=True, cwd=tmp_path, capture_output=True
+        )
+        outs.append((np.load(emb), np.load(lab)))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])

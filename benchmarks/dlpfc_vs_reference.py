@@ -64,30 +64,37 @@ def _ms(values: list[float], fmt: str = ".3f") -> str:
     return f"{statistics.mean(values):{fmt}} ± {statistics.stdev(values):{fmt}}"
 
 
+def _cell(record: dict | None, fmt: str, get) -> str:
+    return format(get(record), fmt) if record else "-"
+
+
 def table(ours: list[dict], refs: list[dict]) -> str:
     by_seed = {r["seed"]: r for r in refs}
     lines = [
-        "| seed | ARI ours | ARI reference | ours total s | reference total s | speed-up | ours peak RSS MB | reference peak RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| seed | ARI ours | ARI reference | ours wall s | reference wall s | ours CPU s | reference CPU s "
+        "| speed-up (CPU s) | ours peak RSS MB | reference peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for o in ours:
         r = by_seed.get(o["seed"])
-        rt = r["seconds"]["total"] if r else float("nan")
+        speed = f"{r['cpu_seconds']['total'] / o['cpu_seconds']['total']:.1f}x" if r else "-"
         lines.append(
-            f"| {o['seed']} | {o['ari']:.3f} | {r['ari'] if r else float('nan'):.3f} | {o['seconds']['total']:.1f} | {rt:.1f} | "
-            f"{rt / o['seconds']['total']:.1f}x | {o['peak_rss_mb']:.0f} | {r['peak_rss_mb'] if r else float('nan'):.0f} |"
+            f"| {o['seed']} | {o['ari']:.3f} | {_cell(r, '.3f', lambda x: x['ari'])} | {o['seconds']['total']:.0f} | "
+            f"{_cell(r, '.0f', lambda x: x['seconds']['total'])} | {o['cpu_seconds']['total']:.0f} | "
+            f"{_cell(r, '.0f', lambda x: x['cpu_seconds']['total'])} | {speed} | {o['peak_rss_mb']:.0f} | "
+            f"{_cell(r, '.0f', lambda x: x['peak_rss_mb'])} |"
         )
     lines.append(
         f"| mean ± sd | {_ms([o['ari'] for o in ours])} | {_ms([r['ari'] for r in refs])} | "
-        f"{_ms([o['seconds']['total'] for o in ours], '.1f')} | {_ms([r['seconds']['total'] for r in refs], '.1f')} | | | |"
+        f"{_ms([o['seconds']['total'] for o in ours], '.0f')} | {_ms([r['seconds']['total'] for r in refs], '.0f')} | "
+        f"{_ms([o['cpu_seconds']['total'] for o in ours], '.0f')} | {_ms([r['cpu_seconds']['total'] for r in refs], '.0f')} "
+        "| | | |"
     )
-    stages = ["prepare", "train", "embed", "cluster"]
-    lines += ["", "| stage (mean s) | ours | reference |", "| --- | --- | --- |"]
-    ref_stage = {"prepare": "prepare", "train": "train", "embed": "embed", "cluster": "cluster"}
-    for s in stages:
-        o = statistics.mean(x["seconds"][s] for x in ours)
-        r = statistics.mean(x["seconds"][ref_stage[s]] for x in refs) if refs else float("nan")
-        lines.append(f"| {s} | {o:.1f} | {r:.1f} |")
+    lines += ["", "| stage (mean wall s) | ours | reference |", "| --- | --- | --- |"]
+    for stage in ("prepare", "train", "embed", "cluster"):
+        o = statistics.mean(x["seconds"][stage] for x in ours)
+        r = f"{statistics.mean(x['seconds'][stage] for x in refs):.1f}" if refs else "-"
+        lines.append(f"| {stage} | {o:.1f} | {r} |")
     return "\n".join(lines)
 
 

@@ -236,3 +236,14 @@ np.save(sys.argv[2], adata.obs["aestetik"].astype(int).to_numpy())
         outs.append((np.load(emb), np.load(lab)))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_embedding_same_without_caches(prepared):
+    """Cached windows and kept summaries give the same embedding as gathering and recomputing per chunk."""
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)
+    cached = restore_module(adata).embed(5, seed=1, chunk_spots=100)
+    module = restore_module(adata)
+    module.cache_bytes = 0
+    recomputed = module.embed(5, seed=1, chunk_spots=100)
+    np.testing.assert_allclose(cached, recomputed, rtol=1e-5, atol=1e-6)

@@ -146,8 +146,13 @@ class EnsembleEncoder(nn.Module):
         else:
             counts = torch.bincount(index, minlength=total.shape[0]).to(total.dtype)
             n, s1, s2 = index.shape[0], counts @ total, counts @ squares
-        mean = s1 / (n * summary.positions)
-        var = (s2 / (n * summary.positions) - mean * mean).clamp_min(0)
+        return EnsembleEncoder.stats_from_sums(s1, s2, n * summary.positions)
+
+    @staticmethod
+    def stats_from_sums(total: torch.Tensor, squares: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and biased variance from per-channel sums and sums of squares over ``count`` values."""
+        mean = total.double() / count
+        var = (squares.double() / count - mean * mean).clamp_min(0)
         return mean.float(), var.float()
 
     def pooled(

@@ -186,17 +186,20 @@ class AestetikModule(L.LightningModule):
         encoder = self.network.encoder
         n = self.features.shape[0]
         chunks = torch.arange(n, device=self.device).split(chunk_spots)
-        total = squares = None
+        # per-spot convolution summaries: kept when small, else recomputed for the second pass
+        keep = n * encoder.conv.out_channels * (2 + 2 * encoder.n_pooled) * 4 <= self.cache_bytes
+        summaries, total, squares = [], 0.0, 0.0
         for c in chunks:  # statistics of all spots, accumulated in chunks
             sm = encoder.summarize(self.windows(c))
-            t, q = sm.total.double().sum(0), sm.squares.double().sum(0)
-            total, squares = (t, q) if total is None else (total + t, squares + q)
-        pooled_all = type(sm)(total[None], squares[None], sm.high[:0], sm.low[:0], sm.positions * n)
-        stats = encoder.batch_stats(pooled_all)
+            total = total + sm.total.double().sum(0)
+            squares = squares + sm.squares.double().sum(0)
+            if keep:
+                summaries.append(sm)
+        stats = encoder.stats_from_sums(total, squares, n * sm.positions)
         out = torch.empty((n, encoder.latent_dim), dtype=torch.float32)
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        for spots in chunks:
-            sm = encoder.summarize(self.windows(spots))
+        for i, spots in enumerate(chunks):
+            sm = summaries[i] if keep else encoder.summarize(self.windows(spots))
             feats = encoder.pooled(sm, torch.arange(spots.shape[0], device=self.device), stats)  # (E, N, H, P)
             if n_mc_samples == 0 or encoder.dropout <= 0:
                 out[spots.cpu()] = ensemble_median(encoder.head(feats, None)).float().cpu()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scanpy import logging as logg
 
-from aestetik._clustering import cluster_features
+from aestetik._clustering import CLUSTER_METHODS, cluster_features
 from aestetik._docs import doc_params
 from aestetik._grid import window_index
 from aestetik._keys import Key
@@ -15,8 +15,6 @@ from aestetik._validation import assert_choice, assert_finite, assert_n_clusters
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-CLUSTERING_METHODS = ("bgm", "kmeans", "leiden", "louvain")
 
 
 def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int) -> np.ndarray:
@@ -147,7 +145,7 @@ def prepare(
     from aestetik import __version__
 
     assert_not_view(adata, copy=copy)
-    assert_choice(clustering_method, CLUSTERING_METHODS, name="clustering_method")
+    assert_choice(clustering_method, CLUSTER_METHODS, name="clustering_method")
     if (
         isinstance(window_size, bool)
         or not isinstance(window_size, int | np.integer)

@@ -101,17 +101,13 @@ class EnsembleEncoder(nn.Module):
                 self.weight[e].copy_(lin.weight.T)
                 self.bias[e].copy_(lin.bias)
 
-    def features(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, w, w) -> (E, N, c_hid, pooled positions), everything before the dropout mask.
 
-        The plain computation (batch-norm over ``x``, or with ``stats`` = (mean, var) per channel); training
-        and embedding use the equivalent :meth:`summarize` / :meth:`pooled`.
+        The plain computation (batch-norm over ``x``); training and embedding use the equivalent
+        :meth:`summarize` / :meth:`pooled`.
         """
-        h = self.conv(x)
-        if stats is None:
-            h = self.bn(h)
-        else:
-            h = F.batch_norm(h, stats[0], stats[1], self.bn.weight, self.bn.bias, training=False, eps=self.bn.eps)
+        h = self.bn(self.conv(x))
         h = F.relu(h)
         h = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
         return h.reshape(x.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1).contiguous()

@@ -89,3 +89,12 @@ def assert_n_clusters(n_clusters: Any, n_obs: int, *, name: str = "n_clusters") 
     else:
         msg = f"`{name}` must be an int (number of domains) or a float (resolution), got {type(n_clusters).__name__}."
         raise TypeError(msg)
+
+
+def assert_int(*, minimum: int = 1, **values: Any) -> None:
+    """Raise a ValueError unless every keyword value is an integer (not a bool) of at least ``minimum``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            msg = f"`{name}` must be {kind}, got {value!r}."
+            raise ValueError(msg)

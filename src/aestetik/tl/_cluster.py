@@ -14,6 +14,7 @@ from aestetik._keys import Key
 from aestetik._validation import (
     assert_choice,
     assert_finite,
+    assert_int,
     assert_n_clusters,
     assert_not_view,
     assert_obs_key,
@@ -111,9 +112,7 @@ def cluster(
             "A float resolution is only accepted by 'leiden' and 'louvain'."
         )
         raise ValueError(msg)
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int | np.integer) or n_neighbors < 1:
-        msg = f"`n_neighbors` must be a positive int, got {n_neighbors!r}."
-        raise ValueError(msg)
+    assert_int(n_neighbors=n_neighbors)
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)

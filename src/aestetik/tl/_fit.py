@@ -9,7 +9,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._io import arrays_to_state, state_to_arrays
 from aestetik._keys import Key
-from aestetik._validation import assert_not_view
+from aestetik._validation import assert_int, assert_not_view
 from aestetik._weights import calibrate_weights
 
 if TYPE_CHECKING:
@@ -52,13 +52,6 @@ def _prepared(adata: AnnData, prepare_key: str) -> dict[str, Any]:
             msg = f"Did not find the pseudo-labels `adata.obs[{key!r}]`. {redo}"
             raise KeyError(msg)
     return prep
-
-
-def _check_positive_int(**kwargs: Any) -> None:
-    for name, value in kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            msg = f"`{name}` must be a positive integer, got {value!r}."
-            raise ValueError(msg)
 
 
 def _network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +217,7 @@ def fit(
 
     assert_not_view(adata, copy=copy)
     prep = _prepared(adata, prepare_key)
-    _check_positive_int(
+    assert_int(
         max_epochs=max_epochs,
         latent_dim=latent_dim,
         c_hid=c_hid,
@@ -233,10 +226,8 @@ def fit(
         n_repeats=n_repeats,
     )
     if batch_size is not None:
-        _check_positive_int(batch_size=batch_size)
-    if isinstance(n_mc_samples, bool) or not isinstance(n_mc_samples, int | np.integer) or n_mc_samples < 0:
-        msg = f"`n_mc_samples` must be a non-negative integer, got {n_mc_samples!r}."
-        raise ValueError(msg)
+        assert_int(batch_size=batch_size)
+    assert_int(minimum=0, n_mc_samples=n_mc_samples)
     if not 0 <= dropout < 1:
         msg = f"`dropout` must be in [0, 1), got {dropout!r}."
         raise ValueError(msg)

@@ -12,9 +12,8 @@ def _demo(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from sklearn.metrics import adjusted_rand_score
-
     import aestetik as ae
+    from aestetik.pl._spatial import _ari, _known
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -32,9 +31,8 @@ def _demo(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     ae.tl.cluster(adata, n_clusters=args.n_clusters, random_state=args.seed)
     t3 = time.perf_counter()
-    truth = adata.obs["ground_truth"].astype(str)
-    known = ~truth.isin(["NA", "nan"]).to_numpy()
-    ari = adjusted_rand_score(truth[known], adata.obs["aestetik"].astype(str)[known])
+    ari = _ari(adata, "aestetik", "ground_truth")
+    known = _known(adata.obs["ground_truth"])
     figure = out / "aestetik_dlpfc_151676.png"
     ae.pl.spatial(adata, color=["aestetik", "ground_truth"], ground_truth="ground_truth", save=figure)
     loss_figure = out / "aestetik_loss.png"

@@ -39,12 +39,74 @@ def effective_kernel(window_size: int, kernel_size: int) -> int:
 def ensemble_median(x: torch.Tensor) -> torch.Tensor:
     """Element-wise median over the ensemble axis 0, as ``torch.median`` (the lower middle for even counts).
 
-    Three members (the default) use min/max operations, much faster than the generic kernel.
+    Three members (the default) use min/max operations, much faster than the generic kernel. With gradients
+    the median member is found without them and gathered, so the backward pass is one scatter (the min/max
+    chain's backward costs a dozen full-size operations).
     """
     if x.shape[0] == 3:
-        a, b, c = x.unbind(0)
-        return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return _median3(x)
+        with torch.no_grad():
+            m = _median3(x)
+            a, b, _ = x.unbind(0)
+            index = torch.where(a == m, 0, torch.where(b == m, 1, 2))
+        return torch.gather(x, 0, index[None]).squeeze(0)
     return x.sort(dim=0).values[(x.shape[0] - 1) // 2]
+
+
+def _median3(x: torch.Tensor) -> torch.Tensor:
+    a, b, c = x.unbind(0)
+    return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+
+
+class _ConvSummaryFn(torch.autograd.Function):
+    """Convolution -> per-spot sums, sums of squares and max-/min-pooled maps, with a one-pass backward.
+
+    The pooled windows (kernel ``k``, stride 3) only cover the top-left ``region`` x ``region`` corner of the
+    convolution output, so only that corner is pooled; the backward pass builds the gradient of the
+    convolution output once (``g_total + 2 h g_squares`` plus a scatter at the pooled positions) instead of
+    autograd's chain of full-size temporaries.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, kernel_size: int, region: int):
+        h = F.conv2d(x, weight, bias)
+        n, o, side = h.shape[0], h.shape[1], h.shape[2]
+        flat = h.reshape(n, o, side * side)
+        corner = h[:, :, :region, :region]
+        high, i_high = F.max_pool2d(corner, kernel_size, stride=3, return_indices=True)
+        low, i_low = F.max_pool2d(-corner, kernel_size, stride=3, return_indices=True)
+        # indices into the corner's region x region map -> into the side x side map
+        i_high = (i_high // region) * side + i_high % region
+        i_low = (i_low // region) * side + i_low % region
+        ctx.save_for_backward(x, weight, i_high.reshape(n, o, -1), i_low.reshape(n, o, -1))
+        ctx.flat = flat
+        return flat.sum(-1), torch.linalg.vecdot(flat, flat), high.reshape(n, o, -1), -low.reshape(n, o, -1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_total, g_squares, g_high, g_low):
+        x, weight, i_high, i_low = ctx.saved_tensors
+        flat = ctx.flat
+        n, o, positions = flat.shape
+        grad = torch.addcmul(g_total[:, :, None].expand(n, o, positions), flat, g_squares[:, :, None], value=2.0)
+        grad.scatter_add_(2, i_high, g_high)
+        grad.scatter_add_(2, i_low, g_low)
+        side = round(positions**0.5)
+        g_input, g_weight, g_bias = torch.ops.aten.convolution_backward(
+            grad.reshape(n, o, side, side),
+            x,
+            weight,
+            [o],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            False,  # noqa: FBT003 - aten signature: transposed
+            [0, 0],
+            1,
+            list(ctx.needs_input_grad[:3]),
+        )
+        return g_input, g_weight, g_bias, None, None
 
 
 @dataclass
@@ -121,17 +183,10 @@ class EnsembleEncoder(nn.Module):
         occurrences of these spots be normalised with its own statistics, exactly, without repeating
         the convolution.
         """
-        h = self.conv(x)
-        low = -F.max_pool2d(-h, kernel_size=self.kernel_size, stride=3)
-        high = F.max_pool2d(h, kernel_size=self.kernel_size, stride=3)
-        n = x.shape[0]
-        return ConvSummary(
-            total=h.sum(dim=(2, 3)),
-            squares=(h * h).sum(dim=(2, 3)),
-            high=high.reshape(n, high.shape[1], -1),
-            low=low.reshape(n, low.shape[1], -1),
-            positions=h.shape[2] * h.shape[3],
-        )
+        side = x.shape[2] - self.kernel_size + 1
+        region = 3 * (round(self.n_pooled**0.5) - 1) + self.kernel_size
+        total, squares, high, low = _ConvSummaryFn.apply(x, self.conv.weight, self.conv.bias, self.kernel_size, region)
+        return ConvSummary(total=total, squares=squares, high=high, low=low, positions=side * side)
 
     @staticmethod
     def batch_stats(summary: ConvSummary, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,8 +213,12 @@ class EnsembleEncoder(nn.Module):
         mean, var = stats
         scale = self.bn.weight / torch.sqrt(var + self.bn.eps)
         shift = self.bn.bias - scale * mean
-        raw = torch.where((scale >= 0)[:, None], summary.high[index], summary.low[index])
-        h = F.relu(raw * scale[:, None] + shift[:, None])
+        if index.shape[0] < summary.high.shape[0]:  # fewer occurrences than spots: gather, then normalise
+            raw = torch.where((scale >= 0)[:, None], summary.high[index], summary.low[index])
+            h = F.relu(raw * scale[:, None] + shift[:, None])
+        else:  # normalise every spot once, then gather its occurrences
+            h = F.relu(torch.where((scale >= 0)[:, None], summary.high, summary.low) * scale[:, None] + shift[:, None])
+            h = h[index]
         return h.reshape(index.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1)
 
     @torch.no_grad()
@@ -256,7 +315,7 @@ class EnsembleDecoder(nn.Module):
             out = torch.baddbmm(
                 self.deconv.bias.reshape(e, 1, -1).repeat_interleave(self.window_size**2, dim=2), h, self.constant_map()
             )
-            out = out.reshape(e, n, self.out_channels, self.window_size, self.window_size).transpose(0, 1)
+            return ensemble_median(self._normalise_members(out.reshape(e, n, self.out_channels, self.window_size, -1)))
         else:
             h = h.transpose(0, 1).reshape(n, e * self.c_hid, self.pooled, self.pooled)
             h = F.interpolate(h, size=(self.conv_out, self.conv_out), mode="nearest")
@@ -266,6 +325,25 @@ class EnsembleDecoder(nn.Module):
         out = torch.sigmoid(self.bn(out.reshape(n, e * self.out_channels, self.window_size, self.window_size)))
         out = out.reshape(n, e, self.out_channels, self.window_size, self.window_size)
         return ensemble_median(out.transpose(0, 1))
+
+    def _normalise_members(self, out: torch.Tensor) -> torch.Tensor:
+        """Batch-norm then sigmoid of member-major (E, N, C, w, w) maps, member by member.
+
+        Equal to ``self.bn`` on the (N, E * C, w, w) layout (its statistics are per member and channel), but
+        each member's slice is contiguous, so no transposed copy is made.
+        """
+        bn, c = self.bn, self.out_channels
+        training = bn.training or bn.running_mean is None
+        if bn.training and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        members = []
+        for i in range(out.shape[0]):
+            part = slice(i * c, (i + 1) * c)
+            stats = (None, None) if bn.running_mean is None else (bn.running_mean[part], bn.running_var[part])
+            y = F.batch_norm(out[i], *stats, bn.weight[part], bn.bias[part], training, momentum, bn.eps)
+            members.append(torch.sigmoid(y))
+        return torch.stack(members)
 
 
 class AestetikNetwork(nn.Module):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from ._ablation import ablation
 from ._spatial import spatial
 from ._training import loss
 
-__all__ = ["loss", "spatial"]
+__all__ = ["ablation", "loss", "spatial"]

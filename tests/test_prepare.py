@@ -58,7 +58,7 @@ def test_prepare_writes_keys(small):
 
 
 def test_prepare_computes_pca_without_touching_x():
-    adata = make_small()
+    adata = make_small(morphology=False)  # and no image: the default morphology_key='auto' finds nothing
     del adata.obsm["X_pca"]
     x = adata.X.copy()
     ae.pp.prepare(adata, n_clusters=3)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ._morphology import morphology
 from ._prepare import prepare
 
-__all__ = ["prepare"]
+__all__ = ["morphology", "prepare"]

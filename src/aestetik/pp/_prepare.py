@@ -13,8 +13,17 @@ from aestetik._keys import Key
 from aestetik._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
 from aestetik._validation import assert_choice, assert_finite, assert_n_clusters, assert_not_view, assert_obsm_key
 
+from ._morphology import _compute as _compute_morphology
+from ._morphology import _write as _write_morphology
+from ._morphology import has_image
+
 if TYPE_CHECKING:
     from anndata import AnnData
+
+    from ._morphology import _Result
+
+_AUTO = "auto"
+_MORPHOLOGY_KEY = "X_morphology"
 
 
 def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int) -> np.ndarray:
@@ -56,6 +65,29 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / span).astype(np.float32)
 
 
+def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> _Result:
+    """``pp.morphology`` with its defaults for ``morphology_key='auto'``; errors say how to opt out."""
+    libraries = adata.uns[spatial_key]
+    by_batch = batch_key is not None and set(adata.obs[batch_key].astype(str)) <= set(map(str, libraries))
+    logg.info(f"    computing `adata.obsm[{_MORPHOLOGY_KEY!r}]` from the tissue image (`aestetik.pp.morphology`)")
+    try:
+        return _compute_morphology(
+            adata,
+            library_key=batch_key if by_batch else None,
+            spatial_key=spatial_key,
+            random_state=random_state,
+            key_added=_MORPHOLOGY_KEY,
+            stacklevel=4,
+        )
+    except (KeyError, ValueError) as e:
+        msg = (
+            f"{e.args[0] if e.args else e} (while computing the morphology representation from the tissue image for "
+            "`morphology_key='auto'`; fix the image metadata, run `aestetik.pp.morphology` with other options first, "
+            "or pass `morphology_key=None` to train without morphology)"
+        )
+        raise type(e)(msg) from e
+
+
 def _labels(labels: np.ndarray) -> pd.Categorical:
     k = int(labels.max()) + 1 if labels.size else 0
     return pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
@@ -66,7 +98,7 @@ def prepare(
     adata: AnnData,
     *,
     transcriptomics_key: str = "X_pca",
-    morphology_key: str | None = None,
+    morphology_key: str | None = "auto",
     n_clusters: int | float = 7,
     clustering_method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
     window_size: int = 7,
@@ -95,7 +127,10 @@ def prepare(
         this key; ``X`` is left unchanged.
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
-        train on transcriptomics and neighbourhood only.
+        train on transcriptomics and neighbourhood only. ``'auto'`` uses ``obsm['X_morphology']`` if
+        present, else computes it with :func:`aestetik.pp.morphology` (defaults; per library with
+        ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image, else
+        trains without morphology.
     n_clusters
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float).
@@ -103,8 +138,9 @@ def prepare(
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.
     spatial_key
-        ``adata.obsm`` key of the spot coordinates; only checked and recorded in the parameters (a warning
-        when absent). Refinement uses the lattice written here; plots read ``obsm['spatial']``.
+        ``adata.obsm`` key of the spot coordinates (and ``adata.uns`` key of the image for
+        ``morphology_key='auto'``); otherwise only checked and recorded (a warning when absent). Refinement
+        uses the lattice written here; plots read ``obsm['spatial']``.
     coords
         ``adata.obs`` columns holding the integer lattice row and column (10x Visium: ``array_row``,
         ``array_col``; hexagonal: horizontal neighbours differ by 2 columns).
@@ -131,6 +167,8 @@ def prepare(
         Pseudo-labels per modality (the morphology column only with a ``morphology_key``).
     `adata.obsm[transcriptomics_key]` : ndarray (n, n_comps)
         Only when it was computed.
+    `adata.obsm['X_morphology']`, `adata.obs['morphology_outside']`, `adata.uns['morphology']`
+        Only when ``morphology_key='auto'`` computed them from the image (see :func:`aestetik.pp.morphology`).
     `adata.uns[key_added]['prepare']` : dict
         ``params`` and the sizes ``fit`` needs.
 
@@ -167,7 +205,19 @@ def prepare(
         t = assert_obsm_key(adata, transcriptomics_key, fix="")
         assert_finite(t, where=f"`adata.obsm[{transcriptomics_key!r}]`")
     m = None
-    if morphology_key is not None:
+    compute_morphology = False
+    if morphology_key == _AUTO:
+        if _MORPHOLOGY_KEY in adata.obsm:
+            morphology_key = _MORPHOLOGY_KEY
+        elif has_image(adata, spatial_key):
+            morphology_key, compute_morphology = _MORPHOLOGY_KEY, True
+        else:
+            morphology_key = None
+            logg.info(
+                f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
+                "training without morphology"
+            )
+    if morphology_key is not None and not compute_morphology:
         m = assert_obsm_key(
             adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
         )
@@ -179,6 +229,10 @@ def prepare(
         logg.warning(f"`adata.obsm[{spatial_key!r}]` not found; plots will use the lattice positions.")
 
     start = logg.info(f"preparing AESTETIK inputs ({adata.n_obs} spots, window {window_size})")
+    morphology = None
+    if compute_morphology:
+        morphology = _auto_morphology(adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state)
+        m = morphology.embedding
     if compute_pca:
         t = _transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
     t = np.asarray(t, dtype=np.float32)
@@ -193,6 +247,8 @@ def prepare(
     adata = adata.copy() if copy else adata
     if compute_pca:
         adata.obsm[transcriptomics_key] = t
+    if morphology is not None:
+        _write_morphology(adata, morphology)
     adata.obsm[Key.input(key_added)] = features
     adata.obsm[Key.lattice(key_added)] = lattice
     adata.obsm[Key.grid(key_added)] = index
@@ -223,6 +279,7 @@ def prepare(
         "n_clusters_transcriptomics": int(res_t.n_clusters),
         "n_clusters_morphology": int(res_m.n_clusters) if res_m is not None else 0,
         "transcriptomics_pca_computed": bool(compute_pca),
+        "morphology_computed": bool(compute_morphology),
         "lattice_type": lattice_type(lattice, samples),
         "samples": np.asarray(sample_names, dtype=object).astype(str),
     }

@@ -17,40 +17,38 @@ def _run(adata, transcriptomics_key: str, morphology_key: str | None) -> float:
         transcriptomics_key=transcriptomics_key,
         morphology_key=morphology_key,
         n_clusters=4,
-        clustering_method="kmeans",
     )
     ae.tl.fit(adata, max_epochs=20, n_mc_samples=50, show_progress_bar=False)
-    ae.tl.cluster(adata, n_clusters=4, method="kmeans")
+    ae.tl.cluster(adata, n_clusters=4)
     return adjusted_rand_score(adata.obs["ground_truth"], adata.obs["aestetik"])
 
 
 def test_fused_beats_each_modality_on_synthetic():
-    # Each modality alone sees only merged pairs of the 4 domains; together they see all of them.
+    # Each modality alone sees only merged pairs of the 4 domains (at best ARI ~0.5 against the 4 domains);
+    # together they see all of them. Default pseudo-labels (bgm on the smoothed representations) and domains.
     adata = ae.datasets.synthetic(n_spots=600, n_domains=4, noise=0.4, random_state=0)
-    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=4, clustering_method="kmeans")  # computes X_pca
+    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=4)  # computes X_pca
     fused = _run(adata, "X_pca", "X_morphology")
     rna = _run(adata, "X_pca", None)
     morphology = _run(adata, "X_morphology", None)
     assert fused > 0.75
     assert rna < 0.6
     assert morphology < 0.6
-    assert fused > max(rna, morphology) + 0.25
+    assert fused > max(rna, morphology) + 0.2
 
 
 @pytest.mark.slow
-def test_dlpfc_domains_beat_rna_pseudo_labels():
-    """The configuration compared with the reference in benchmarks/ (ARI 0.21-0.35 over 5 seeds there)."""
+def test_dlpfc_default_flow_rna_only():
+    """The default flow without morphology, published 100 epochs (ARI 0.44-0.45 over 3 seeds in benchmarks/)."""
     adata = ae.datasets.dlpfc_151676()
-    ae.pp.prepare(adata, n_clusters=7)  # computes obsm["X_pca"]
-    adata.obsm["X_copy"] = adata.obsm["X_pca"].copy()  # channels the reference needs as "morphology"
-    ae.pp.prepare(adata, morphology_key="X_copy", n_clusters=7)
-    ae.tl.fit(adata, morphology_weight=0.0, n_mc_samples=200, show_progress_bar=False)  # published 100 epochs
+    ae.pp.prepare(adata, n_clusters=7, morphology_key=None)  # computes obsm["X_pca"]
+    ae.tl.fit(adata, n_mc_samples=200, show_progress_bar=False)
     ae.tl.cluster(adata, n_clusters=7)
     truth = adata.obs["ground_truth"].astype(str)
     known = (truth != "NA").to_numpy()
     ari = adjusted_rand_score(truth[known], adata.obs["aestetik"][known])
-    pseudo = adjusted_rand_score(truth[known], adata.obs["aestetik_transcriptomics_cluster"][known])
-    assert ari > pseudo + 0.05
+    # the published behaviour (pseudo-labels of single spots) reaches 0.21-0.35 on this section
+    assert ari > 0.38
     # chains with scanpy
     sc.pp.neighbors(adata, use_rep="X_aestetik")
     assert adata.obsp["connectivities"].shape == (adata.n_obs, adata.n_obs)

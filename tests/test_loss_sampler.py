@@ -125,3 +125,23 @@ def test_sampler_seeded():
     b = s.sample(torch.arange(100), g2)
     assert torch.equal(a[0], b[0])
     assert torch.equal(a[1], b[1])
+
+
+def test_partners_within_the_batch():
+    labels = np.repeat(np.arange(4), 50)
+    sampler = TripletSampler(labels)
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.tensor([0, 1, 2, 60, 61, 110, 111, 112, 160])  # every cluster present
+    pos, neg = sampler.sample(batch, gen, within=batch)
+    assert set(pos.unique().tolist()) <= set(batch.tolist())
+    assert set(neg.unique().tolist()) <= set(batch.tolist())
+    lab = torch.from_numpy(labels)
+    assert torch.all(lab[pos] == lab[batch][:, None])
+    assert torch.all(lab[neg] != lab[batch][:, None])
+    # a cluster missing from the batch is drawn from all spots
+    batch = torch.tensor([0, 1, 60, 61, 110])  # no spot of cluster 3
+    pos, neg = sampler.sample(batch, gen, within=batch)
+    assert torch.all(lab[neg] != lab[batch][:, None])
+    from_3 = neg[lab[neg] == 3]
+    assert from_3.numel() == batch.numel() and torch.all((from_3 >= 150) & (from_3 < 200))
+    assert set(neg[lab[neg] != 3].tolist()) <= set(batch.tolist())

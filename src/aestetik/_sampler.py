@@ -52,21 +52,43 @@ class TripletSampler:
             setattr(self, name, getattr(self, name).to(device))
         return self
 
-    def _draw(self, clusters: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def pools(self, within: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(order, starts, counts)``: spots sorted by cluster, where each cluster starts, its size.
+
+        With ``within`` (spot indices, e.g. the anchors of a batch) partners come from those spots; a cluster
+        absent from them is drawn from all spots.
+        """
+        if within is None:
+            return self.order, self.starts, self.counts
+        codes = self.labels[within]
+        counts = torch.bincount(codes, minlength=self.n_clusters)
+        order = within[torch.argsort(codes, stable=True)]
+        starts = torch.cumsum(counts, 0) - counts
+        missing = counts == 0
+        if bool(missing.any()):
+            starts = torch.where(missing, within.shape[0] + self.starts, starts)
+            counts = torch.where(missing, self.counts, counts)
+            order = torch.cat([order, self.order])
+        return order, starts, counts
+
+    @staticmethod
+    def _draw(clusters, pools, generator: torch.Generator | None) -> torch.Tensor:
+        order, starts, counts = pools
         u = torch.rand(clusters.shape, generator=generator, device=clusters.device, dtype=torch.float64)
-        offset = (u * self.counts[clusters]).long().clamp_max_(self.counts[clusters] - 1)
-        return self.order[self.starts[clusters] + offset]
+        offset = (u * counts[clusters]).long().clamp_max_(counts[clusters] - 1)
+        return order[starts[clusters] + offset]
 
     def sample(
-        self, anchors: torch.Tensor, generator: torch.Generator | None = None
+        self, anchors: torch.Tensor, generator: torch.Generator | None = None, *, within: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,) anchor indices -> ``(positives, negatives)``, each (B, S) spot indices."""
+        """(B,) anchor indices -> ``(positives, negatives)``, each (B, S) spot indices (from ``within`` if given)."""
+        pools = self.pools(within)
         c = self.labels[anchors]
         b, s = anchors.shape[0], self.n_partners
-        positives = self._draw(c[:, None].expand(b, s), generator)
+        positives = self._draw(c[:, None].expand(b, s), pools, generator)
         if self.multi_triplet:
             neg_clusters = self.others[c].repeat_interleave(self.n_repeats, dim=1)
         else:
             pick = torch.randint(0, self.n_clusters - 1, (b,), generator=generator, device=anchors.device)
             neg_clusters = self.others[c, pick][:, None].expand(b, s)
-        return positives, self._draw(neg_clusters, generator)
+        return positives, self._draw(neg_clusters, pools, generator)

@@ -14,6 +14,7 @@ import torch
 
 from ._grid import gather_windows
 from ._loss import LossOutput, aestetik_loss
+from ._memory import CACHE_BYTES
 from ._network import AestetikNetwork, ensemble_median
 from ._sampler import TripletSampler
 
@@ -52,6 +53,9 @@ class AestetikModule(L.LightningModule):
         (n, w * w) window index (-1 where no spot).
     labels_transcriptomics, labels_morphology
         Pseudo-labels per spot.
+    partners
+        ``'all'``: triplet partners drawn from all spots (the reference); ``'batch'``: from the anchors of the
+        step (the same when a batch holds the whole section), so a step convolves at most ``batch_size`` spots.
     n_transcriptomics
         Number of transcriptomics channels.
     window_size
@@ -79,7 +83,8 @@ class AestetikModule(L.LightningModule):
         weight_decay: float = 1e-6,
         n_repeats: int = 1,
         multi_triplet: bool = True,
-        cache_bytes: int = 1 << 30,
+        partners: str = "all",
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         super().__init__()
         self.window_size, self.n_transcriptomics = window_size, n_transcriptomics
@@ -88,7 +93,7 @@ class AestetikModule(L.LightningModule):
         self.network = AestetikNetwork(features.shape[1], window_size, **network_kwargs)
         self.register_buffer("features", torch.as_tensor(features, dtype=torch.float32), persistent=False)
         self.register_buffer("index", torch.as_tensor(index, dtype=torch.int32), persistent=False)
-        self.cache_bytes = cache_bytes
+        self.cache_bytes, self.partners = cache_bytes, partners
         self._window_cache: torch.Tensor | None = None
         kw = {"n_repeats": n_repeats, "multi_triplet": multi_triplet}
         self.sampler_t = TripletSampler(labels_transcriptomics, **kw) if self.w_t > 0 and triplet_alpha else None
@@ -122,7 +127,8 @@ class AestetikModule(L.LightningModule):
         groups = [anchors]
         for sampler in (self.sampler_t, self.sampler_m):
             if sampler is not None:
-                groups.extend(p.reshape(-1) for p in sampler.sample(anchors))
+                within = anchors if self.partners == "batch" else None
+                groups.extend(p.reshape(-1) for p in sampler.sample(anchors, within=within))
         occurrences = torch.cat(groups)
         spots, inverse = torch.unique(occurrences, return_inverse=True)
         x = self.windows(spots)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from scanpy import logging as logg
@@ -9,7 +9,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._io import arrays_to_state, state_to_arrays
 from aestetik._keys import Key
-from aestetik._validation import assert_int, assert_not_view
+from aestetik._validation import assert_choice, assert_int, assert_not_view
 from aestetik._weights import calibrate_weights
 
 if TYPE_CHECKING:
@@ -54,6 +54,77 @@ def _prepared(adata: AnnData, prepare_key: str) -> dict[str, Any]:
     return prep
 
 
+def _n_channels(prep: dict[str, Any]) -> int:
+    return int(prep["n_transcriptomics"]) + int(prep["n_morphology"])
+
+
+def _check_memory(
+    prep: dict[str, Any],
+    params: dict[str, Any],
+    weights: tuple[float, float],
+    *,
+    n_obs: int,
+    n_channels: int,
+    accelerator: str,
+    check: bool,
+):
+    """Estimate the memory of ``fit``; refuse (before anything runs) when it would not fit on the device."""
+    import torch
+
+    from aestetik._memory import (
+        CACHE_BYTES,
+        USABLE_SHARE,
+        available_memory,
+        estimate_fit_memory,
+        format_bytes,
+        largest_batch,
+        n_partners_per_anchor,
+    )
+
+    partners = n_partners_per_anchor(
+        (int(prep["n_clusters_transcriptomics"]), int(prep["n_clusters_morphology"])),
+        weights if params["triplet_alpha"] else (0.0, 0.0),
+        multi_triplet=params["multi_triplet"],
+        n_repeats=params["n_repeats"],
+    )
+    sizes = {
+        "n_obs": n_obs,
+        "n_channels": n_channels,
+        "window_size": int(prep["params"]["window_size"]),
+        "batch_size": params["batch_size"],
+        "n_partners": partners,
+        "within_batch": params["partners"] == "batch",
+        "n_mc_samples": params["n_mc_samples"],
+        "n_ensemble": params["n_ensemble"],
+        "c_hid": params["c_hid"],
+        "latent_dim": params["latent_dim"],
+        "kernel_size": params["kernel_size"],
+        "cache_bytes": CACHE_BYTES,
+    }
+    estimate = estimate_fit_memory(**sizes)
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
+    available = available_memory(device) if check else None
+    logg.info(f"    estimated peak memory {format_bytes(estimate.total)} on {device}")
+    if available is not None and estimate.total > USABLE_SHARE * available:
+        largest = largest_batch(available, **sizes)
+        advice = (
+            f"pass `batch_size={largest}` (now {params['batch_size']})"
+            if largest >= 1
+            else "the data alone do not fit: subsample the spots or use a device with more memory"
+        )
+        if params["partners"] == "all" and params["batch_size"] < n_obs:
+            advice += ", or `partners='batch'` (partners from the same batch: far fewer spots per step)"
+        msg = (
+            f"`aestetik.tl.fit` would need about {format_bytes(estimate.total)} on {device} "
+            f"(data {format_bytes(estimate.data)}, training step {format_bytes(estimate.step)}, "
+            f"embedding {format_bytes(estimate.embed)}) but {format_bytes(available)} are free: {advice}. "
+            "Nothing was written. Pass `check_memory=False` to try anyway."
+        )
+        raise MemoryError(msg)
+    return estimate
+
+
 def _network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in ("c_hid", "latent_dim", "kernel_size", "n_ensemble", "dropout")}
 
@@ -81,6 +152,7 @@ def build_module(adata: AnnData, prepare_key: str, params: dict[str, Any], weigh
         weight_decay=params["weight_decay"],
         n_repeats=params["n_repeats"],
         multi_triplet=params["multi_triplet"],
+        partners=params.get("partners", "all"),
     )
 
 
@@ -121,11 +193,13 @@ def fit(
     triplet_alpha: float = 1.0,
     n_repeats: int = 1,
     multi_triplet: bool = True,
+    partners: Literal["all", "batch"] = "all",
     n_mc_samples: int = 1000,
     random_state: int = 0,
     accelerator: str = "auto",
     devices: int | str = "auto",
     prepare_key: str = "aestetik",
+    check_memory: bool = True,
     show_progress_bar: bool = True,
     key_added: str = "aestetik",
     copy: bool = False,
@@ -175,6 +249,11 @@ def fit(
         Triplet partners per other cluster.
     multi_triplet
         One negative from every other cluster (default) or from one random other cluster.
+    partners
+        Where triplet partners come from: ``'all'`` spots (the published method) or the anchors of the same
+        ``'batch'``. The two are the same when one batch holds the whole section (up to ``batch_size`` spots,
+        e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per step instead of
+        up to ``batch_size * (1 + partners per anchor)``, several times less time and memory.
     n_mc_samples
         Monte-Carlo dropout passes averaged into the embedding (0: one pass without dropout).
         Batch-norm normalises with the statistics over all spots (the reference's behaviour for a
@@ -185,6 +264,10 @@ def fit(
     devices
         Lightning devices.
     {prepare_key}
+    check_memory
+        Estimate the memory training and embedding need before starting, and refuse with a
+        :class:`MemoryError` that names the estimate and the largest ``batch_size`` that fits when it exceeds
+        90% of the free memory of the training device (host memory on CPU). The estimate is stored in the record.
     {show_progress_bar}
     key_added
         The embedding goes to ``obsm['X_' + key_added]``, the record to ``uns[key_added]['fit']``.
@@ -228,6 +311,7 @@ def fit(
     if batch_size is not None:
         assert_int(batch_size=batch_size)
     assert_int(minimum=0, n_mc_samples=n_mc_samples)
+    assert_choice(partners, ("all", "batch"), name="partners")
     if not 0 <= dropout < 1:
         msg = f"`dropout` must be in [0, 1), got {dropout!r}."
         raise ValueError(msg)
@@ -273,12 +357,16 @@ def fit(
         "triplet_alpha": float(triplet_alpha),
         "n_repeats": int(n_repeats),
         "multi_triplet": bool(multi_triplet),
+        "partners": str(partners),
         "n_mc_samples": int(n_mc_samples),
         "random_state": int(random_state),
         "prepare_key": prepare_key,
         "aestetik_version": __version__,
     }
 
+    memory = _check_memory(
+        prep, params, weights, n_obs=n, accelerator=accelerator, check=check_memory, n_channels=_n_channels(prep)
+    )
     start = logg.info(
         f"training AESTETIK on {n} spots for {max_epochs} epochs (w_t={weights[0]:g}, w_m={weights[1]:g})"
     )
@@ -314,6 +402,7 @@ def fit(
         "history": history.history(),
         "weights": state_to_arrays(module.network.state_dict()),
         "seconds": {"train": float(t1 - t0), "embed": float(t2 - t1)},
+        "memory_estimate_bytes": int(memory.total),
     }
 
     adata = adata.copy() if copy else adata

@@ -143,5 +143,6 @@ def test_partners_within_the_batch():
     pos, neg = sampler.sample(batch, gen, within=batch)
     assert torch.all(lab[neg] != lab[batch][:, None])
     from_3 = neg[lab[neg] == 3]
-    assert from_3.numel() == batch.numel() and torch.all((from_3 >= 150) & (from_3 < 200))
+    assert from_3.numel() == batch.numel()
+    assert torch.all((from_3 >= 150) & (from_3 < 200))
     assert set(neg[lab[neg] != 3].tolist()) <= set(batch.tolist())

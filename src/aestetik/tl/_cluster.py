@@ -1,14 +1,24 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from natsort import natsorted
 from scanpy import logging as logg
 
-from aestetik._clustering import CLUSTER_METHODS, GRAPH_METHODS, cluster_features, refine_labels
+from aestetik._clustering import (
+    AUTO_N_CLUSTERS,
+    CLUSTER_METHODS,
+    GRAPH_METHODS,
+    RESAMPLE_FRACTION,
+    STABILITY_MAX_SPOTS,
+    Stability,
+    cluster_features,
+    refine_labels,
+    stability_curve,
+)
 from aestetik._docs import doc_params
 from aestetik._keys import Key
 from aestetik._validation import (
@@ -28,18 +38,83 @@ if TYPE_CHECKING:
 REFINE_CONFIDENCE = 0.9
 
 
+def n_cluster_candidates(n_clusters: Any, n_obs: int) -> np.ndarray | None:
+    """The candidates of ``n_clusters='auto'`` or of a range/list of ints (``None`` for an int or a resolution).
+
+    Raises (naming the fix) for candidates that are not ints of at least 2 or exceed the spots of a subsample.
+    """
+    if isinstance(n_clusters, str):
+        if n_clusters != "auto":
+            msg = f"`n_clusters` must be an int, a float resolution, 'auto' or a range of ints, got {n_clusters!r}."
+            raise ValueError(msg)
+        size = round(RESAMPLE_FRACTION * min(n_obs, STABILITY_MAX_SPOTS))
+        candidates = np.asarray([k for k in AUTO_N_CLUSTERS if k <= size], dtype=np.int64)
+        if candidates.size < 2:
+            msg = f"`n_clusters='auto'` needs at least {round(3 / RESAMPLE_FRACTION)} spots, got {n_obs}. Pass an int."
+            raise ValueError(msg)
+        return candidates
+    if not isinstance(n_clusters, Sequence | range | np.ndarray):
+        assert_n_clusters(n_clusters, n_obs)
+        return None
+    values = list(np.asarray(n_clusters).reshape(-1)) if isinstance(n_clusters, np.ndarray) else list(n_clusters)
+    if not all(isinstance(k, int | np.integer) and not isinstance(k, bool) for k in values):
+        msg = f"A range of `n_clusters` must hold ints (numbers of domains), got {n_clusters!r}."
+        raise TypeError(msg)
+    candidates = np.asarray(sorted({int(k) for k in values}), dtype=np.int64)
+    if candidates.size < 2:
+        msg = (
+            f"A range of `n_clusters` needs at least 2 different values, got {n_clusters!r}; pass a single int instead."
+        )
+        raise ValueError(msg)
+    size = round(RESAMPLE_FRACTION * min(n_obs, STABILITY_MAX_SPOTS))
+    if candidates[0] < 2 or candidates[-1] > size:
+        msg = (
+            f"`n_clusters` candidates must lie in [2, {size}] (the spots of an {RESAMPLE_FRACTION:.0%} subsample), "
+            f"got {candidates[0]}..{candidates[-1]}."
+        )
+        raise ValueError(msg)
+    return candidates
+
+
+def stability_record(stability: Stability, *, n_resamples: int, tolerance: float) -> dict[str, Any]:
+    """The stability curve as stored in ``uns`` (h5ad-writable)."""
+    return {
+        "n_clusters": stability.n_clusters.astype(np.int64),
+        "mean": stability.mean.astype(np.float64),
+        "sd": stability.sd.astype(np.float64),
+        "n_found": stability.n_found.astype(np.float64),
+        "chosen": int(stability.chosen),
+        "tolerance": float(tolerance),
+        "n_resamples": int(n_resamples),
+        "resample_fraction": float(RESAMPLE_FRACTION),
+        "n_spots": int(stability.n_spots),
+    }
+
+
+def log_stability(stability: Stability, *, tolerance: float) -> None:
+    """Log the stability curve and the chosen number of domains."""
+    curve = ", ".join(f"{k}: {m:.3f}" for k, m in zip(stability.n_clusters, stability.mean, strict=True))
+    logg.info(
+        f"    stability (mean pairwise ARI of subsamples) {curve}; chose n_clusters={stability.chosen} "
+        f"(largest within {tolerance:g} of the best)"
+    )
+
+
 @doc_params
 def cluster(
     adata: AnnData,
-    n_clusters: int | float = 7,
+    n_clusters: int | float | Literal["auto"] | Sequence[int] = 7,
     *,
     method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
     refine: bool = True,
     n_neighbors: int = 10,
+    n_resamples: int = 5,
+    stability_tolerance: float = 0.02,
     use_rep: str = "X_aestetik",
     prepare_key: str = "aestetik",
     spatial_key: str = "spatial",
     random_state: int = 0,
+    show_progress_bar: bool = True,
     key_added: str = "aestetik",
     copy: bool = False,
 ) -> AnnData | None:
@@ -50,10 +125,18 @@ def cluster(
     (mixture posterior > 0.9 for ``'bgm'``; every spot for the other methods). Refinement never crosses samples:
     with several samples (the ``batch_key`` given to :func:`aestetik.pp.prepare`) it runs per sample.
 
+    With ``n_clusters='auto'`` or a range, the number of domains is chosen by stability: every candidate ``K`` is
+    clustered (with ``method``, without refinement) on ``n_resamples`` random subsamples of 80% of the spots (of a
+    random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
+    between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
+    as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
+
     Parameters
     ----------
     {adata}
-    {n_clusters}
+    n_clusters
+        Number of domains (int); for ``'leiden'``/``'louvain'`` also a resolution (float). ``'auto'`` chooses among
+        2..15 by stability (see above); a range or list of ints (e.g. ``range(3, 11)``) chooses among those.
     method
         ``'bgm'`` (Bayesian Gaussian mixture, tied covariance, 10 random initialisations), ``'kmeans'``
         (100 initialisations), ``'leiden'`` or ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding;
@@ -64,6 +147,10 @@ def cluster(
         (as in the reference implementation).
     n_neighbors
         Number of confident neighbours voting in the refinement (fewer when a sample has fewer confident spots).
+    n_resamples
+        Subsamples per candidate when choosing ``n_clusters`` (cost: candidates x ``n_resamples`` clusterings).
+    stability_tolerance
+        How far below the best stability the chosen ``n_clusters`` may lie.
     use_rep
         Key in :attr:`~anndata.AnnData.obsm` of the representation to cluster.
     {prepare_key}
@@ -72,6 +159,8 @@ def cluster(
     spatial_key
         Key in :attr:`~anndata.AnnData.obsm` of the spot coordinates, used for refinement when there is no lattice.
     {random_state}
+    {show_progress_bar}
+        Only used when choosing ``n_clusters``.
     key_added
         Name of the domains in :attr:`~anndata.AnnData.obs` and of the results in :attr:`~anndata.AnnData.uns`.
     {copy}
@@ -89,7 +178,10 @@ def cluster(
     `adata.uns[key_added]['cluster']` : :class:`dict`
         ``params`` (the resolved arguments and ``aestetik_version``), ``n_clusters`` (number of domains written)
         and, for ``'leiden'``/``'louvain'``, the ``resolution`` used. Other entries of ``adata.uns[key_added]``
-        are kept.
+        are kept. When ``n_clusters`` was chosen, ``params['n_clusters']`` is ``'auto'`` or the candidates and
+        ``stability`` holds the curve: ``n_clusters`` (candidates), ``mean`` and ``sd`` of the pairwise ARIs,
+        ``n_found`` (mean clusters found), ``chosen``, ``tolerance``, ``n_resamples``, ``resample_fraction`` and
+        ``n_spots``; draw it with :func:`aestetik.pl.n_clusters`.
 
     Examples
     --------
@@ -99,14 +191,22 @@ def cluster(
     >>> ae.tl.fit(adata)  # doctest: +SKIP
     >>> ae.tl.cluster(adata, 7)  # doctest: +SKIP
     >>> adata.obs["aestetik"].value_counts()  # doctest: +SKIP
+    >>> ae.tl.cluster(adata, "auto")  # doctest: +SKIP
+    >>> adata.uns["aestetik"]["cluster"]["stability"]["chosen"]  # doctest: +SKIP
     """
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
     x = assert_obsm_key(adata, use_rep, fix="Run `aestetik.tl.fit(adata)` first or pass `use_rep`.")
     assert_finite(x, where=f"`adata.obsm[{use_rep!r}]`")
     assert_choice(method, CLUSTER_METHODS, name="method")
-    assert_n_clusters(n_clusters, adata.n_obs)
-    if isinstance(n_clusters, float | np.floating) and method not in GRAPH_METHODS:
+    candidates = n_cluster_candidates(n_clusters, adata.n_obs)
+    if candidates is not None:
+        assert_int(minimum=2, n_resamples=n_resamples)
+        number = isinstance(stability_tolerance, int | float | np.integer | np.floating)
+        if isinstance(stability_tolerance, bool) or not number or not 0 <= stability_tolerance < 1:
+            msg = f"`stability_tolerance` must be a number in [0, 1), got {stability_tolerance!r}."
+            raise ValueError(msg)
+    elif isinstance(n_clusters, float | np.floating) and method not in GRAPH_METHODS:
         msg = (
             f"method={method!r} needs an int `n_clusters` (number of domains), got the float {n_clusters!r}. "
             "A float resolution is only accepted by 'leiden' and 'louvain'."
@@ -134,8 +234,22 @@ def cluster(
     previous = adata.uns.get(key_added, {})  # from the copy: its nested dicts are not shared with the input
 
     # --- compute into locals
-    n_clusters = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
-    result = cluster_features(x, n_clusters, method=method, random_state=random_state)
+    stability = None
+    if candidates is not None:
+        stability = stability_curve(
+            x,
+            candidates,
+            method=method,
+            n_resamples=int(n_resamples),
+            tolerance=float(stability_tolerance),
+            random_state=int(random_state),
+            show_progress_bar=show_progress_bar,
+        )
+        log_stability(stability, tolerance=float(stability_tolerance))
+        k: int | float = stability.chosen
+    else:
+        k = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
+    result = cluster_features(x, k, method=method, random_state=random_state)
     labels = result.labels
     if do_refine:
         groups = adata.obs[batch_key].to_numpy() if batch_key else None
@@ -156,7 +270,7 @@ def cluster(
     from aestetik import __version__
 
     params: dict = {
-        "n_clusters": n_clusters,
+        "n_clusters": k if candidates is None else ("auto" if isinstance(n_clusters, str) else candidates),
         "method": method,
         "refine": do_refine,
         "n_neighbors": int(n_neighbors),
@@ -168,9 +282,14 @@ def cluster(
         params["coords_key"] = coords_key
         if batch_key:
             params["batch_key"] = batch_key
+    if stability is not None:
+        params["n_resamples"] = int(n_resamples)
+        params["stability_tolerance"] = float(stability_tolerance)
     info: dict = {"params": params, "n_clusters": len(names)}
     if result.resolution is not None:
         info["resolution"] = float(result.resolution)
+    if stability is not None:
+        info["stability"] = stability_record(stability, n_resamples=int(n_resamples), tolerance=stability_tolerance)
 
     # --- write all keys at once
     proba_key = Key.proba(key_added)

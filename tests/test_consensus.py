@@ -1,0 +1,290 @@
+from __future__ import annotations
+
+from collections import Counter
+from itertools import permutations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from _data import FAST_FIT, make_small
+from sklearn.metrics import adjusted_rand_score
+
+import aestetik as ae
+from aestetik.tl._consensus import align_labels, majority_vote, medoid, pairwise_ari, vote
+
+FIT = {k: v for k, v in FAST_FIT.items() if k != "show_progress_bar"}
+RUN = {"n_seeds": 3, "n_clusters": 3, "method": "kmeans", "fit_kwargs": FIT, "show_progress_bar": False}
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    adata = make_small()
+    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def done(prepared):
+    adata = prepared.copy()
+    ae.tl.consensus(adata, **RUN)
+    return adata
+
+
+def snapshot(adata: ad.AnnData) -> tuple:
+    return (
+        adata.obs.copy(),
+        {k: np.array(v, copy=True) for k, v in adata.obsm.items()},
+        {k: (sorted(v) if isinstance(v, dict) else v) for k, v in adata.uns.items()},
+        sorted(adata.uns["aestetik"]) if isinstance(adata.uns.get("aestetik"), dict) else None,
+    )
+
+
+def assert_same(before: tuple, after: tuple) -> None:
+    pd.testing.assert_frame_equal(before[0], after[0])
+    assert before[1].keys() == after[1].keys()
+    for k, v in before[1].items():
+        np.testing.assert_array_equal(v, after[1][k])
+    assert before[2:] == after[2:]
+
+
+# ---------------------------------------------------------------- alignment and vote
+
+
+def test_alignment_undoes_a_permutation():
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 5, 300)
+    perm = rng.permutation(5)
+    np.testing.assert_array_equal(align_labels(perm[reference], reference), reference)
+    noisy = perm[reference]
+    flip = rng.random(300) < 0.15
+    noisy[flip] = rng.integers(0, 5, flip.sum())
+    inverse = np.argsort(perm)
+    np.testing.assert_array_equal(align_labels(noisy, reference), inverse[noisy])
+
+
+def test_alignment_maximises_agreement_like_brute_force():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        reference = rng.integers(0, 4, 60)
+        labels = rng.integers(0, 4, 60)
+        best = max(np.sum(np.asarray(p)[labels] == reference) for p in permutations(range(4)))
+        aligned = align_labels(labels, reference)
+        assert np.sum(aligned == reference) == best
+        assert adjusted_rand_score(labels, aligned) == 1.0  # a renaming, nothing merged
+
+
+def test_alignment_with_more_clusters_than_the_reference():
+    reference = np.repeat([0, 1, 2], 10)
+    labels = np.repeat([3, 0, 2, 1], [10, 10, 5, 5])  # the reference's cluster 2 split in two
+    aligned = align_labels(labels, reference)
+    np.testing.assert_array_equal(aligned[:20], reference[:20])
+    assert set(aligned[20:]) == {2, 3}  # one half matched, the other gets a new id after the reference's
+
+
+def reference_vote(row: np.ndarray, order: list[int]) -> int:
+    counts = Counter(row.tolist())
+    top = max(counts.values())
+    return next(int(row[j]) for j in order if counts[row[j]] == top)
+
+
+def test_majority_vote_and_confidence():
+    rng = np.random.default_rng(2)
+    aligned = rng.integers(0, 4, size=(200, 5))
+    order = [2, 0, 1, 3, 4]
+    winner, confidence = majority_vote(aligned, order)
+    expected = np.array([reference_vote(row, order) for row in aligned])
+    np.testing.assert_array_equal(winner, expected)
+    np.testing.assert_allclose(confidence, (aligned == expected[:, None]).mean(axis=1))
+    # ties go to the first run in `order`
+    tie = np.array([[0, 1], [1, 0]])
+    np.testing.assert_array_equal(majority_vote(tie, [1, 0])[0], [1, 0])
+    np.testing.assert_array_equal(majority_vote(tie, [0, 1])[0], [0, 1])
+
+
+def test_vote_recovers_the_truth_from_renamed_noisy_runs():
+    rng = np.random.default_rng(3)
+    truth = np.repeat(np.arange(4), 50)
+    runs = []
+    for _ in range(5):
+        labels = rng.permutation(4)[truth]
+        wrong = rng.choice(truth.size, 20, replace=False)  # 10% wrong in each run
+        labels[wrong] = (labels[wrong] + 1) % 4
+        runs.append(labels)
+    labels = np.column_stack(runs)
+    consensus, confidence, aligned = vote(labels, 0)
+    assert adjusted_rand_score(truth, consensus) == 1.0
+    np.testing.assert_array_equal(consensus, align_labels(truth, labels[:, 0]))  # in the reference's names
+    np.testing.assert_allclose(confidence, (aligned == consensus[:, None]).mean(axis=1))
+    assert set(np.unique(confidence)) <= {0.6, 0.8, 1.0}
+    for j in range(5):
+        assert adjusted_rand_score(aligned[:, j], labels[:, j]) == 1.0
+
+
+def test_pairwise_ari_and_medoid():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 3, 100)
+    labels = np.column_stack([truth, truth, (truth + 1) % 3, rng.integers(0, 3, 100)])
+    ari = pairwise_ari(labels)
+    np.testing.assert_array_equal(ari, ari.T)
+    np.testing.assert_array_equal(np.diag(ari), 1.0)
+    for i in range(4):
+        for j in range(4):
+            assert ari[i, j] == pytest.approx(adjusted_rand_score(labels[:, i], labels[:, j]))
+    assert medoid(ari) == 0  # runs 0-2 agree fully; the first wins the tie
+
+
+# ---------------------------------------------------------------- tl.consensus
+
+
+def test_consensus_writes_everything(done, prepared):
+    adata = done
+    info = adata.uns["aestetik"]["consensus"]
+    n = adata.n_obs
+    labels = adata.obsm["aestetik_seed_labels"]
+    assert labels.shape == (n, 3)
+    assert labels.dtype == np.int32
+    dom = adata.obs["aestetik"]
+    assert isinstance(dom.dtype, pd.CategoricalDtype)
+    assert list(dom.cat.categories) == [str(i) for i in range(info["n_domains"])]
+    codes = dom.astype(int).to_numpy()
+    conf = adata.obs["aestetik_confidence"]
+    assert conf.dtype == np.float32
+    np.testing.assert_allclose(conf, (labels == codes[:, None]).mean(axis=1), rtol=1e-6)
+    assert np.isclose(conf.to_numpy()[:, None], [1 / 3, 2 / 3, 1.0]).any(axis=1).all()
+    # the consensus is the majority vote of the stored runs, ties to the reference
+    order = [info["reference"]] + [j for j in range(3) if j != info["reference"]]
+    np.testing.assert_array_equal(codes, [reference_vote(row, order) for row in labels])
+    # pairwise ARI of the runs (renaming does not change it)
+    np.testing.assert_allclose(info["ari"], pairwise_ari(labels.astype(np.int64)))
+    off = info["ari"][~np.eye(3, dtype=bool)]
+    assert info["mean_ari"] == pytest.approx(off.mean())
+    assert info["min_ari"] == pytest.approx(off.min())
+    assert info["reference"] == medoid(info["ari"])
+    np.testing.assert_array_equal(info["seeds"], [0, 1, 2])
+    assert info["reference_seed"] == info["reference"]
+    assert info["n_clusters"] == 3
+    assert info["mean_confidence"] == pytest.approx(float(conf.mean()), rel=1e-6)
+    p = info["params"]
+    assert (p["n_seeds"], p["n_clusters"], p["method"], p["refine"]) == (3, 3, "kmeans", True)
+    assert p["fit_kwargs"] == FIT
+    # the reference run's fit: the same as fitting with its seed
+    rec = adata.uns["aestetik"]["fit"]
+    assert rec["params"]["random_state"] == info["reference_seed"]
+    assert "prepare" in adata.uns["aestetik"]
+    single = prepared.copy()
+    ae.tl.fit(single, random_state=info["reference_seed"], **FAST_FIT)
+    np.testing.assert_array_equal(adata.obsm["X_aestetik"], single.obsm["X_aestetik"])
+    # X was not needed, nothing else was added
+    assert set(adata.obsm) - set(prepared.obsm) == {"X_aestetik", "aestetik_seed_labels"}
+    assert set(adata.obs.columns) - set(prepared.obs.columns) == {"aestetik", "aestetik_confidence"}
+
+
+def test_consensus_keeps_downstream_working(done, tmp_path):
+    import matplotlib.pyplot as plt
+
+    adata = done.copy()
+    ax = ae.pl.consensus(adata)
+    np.testing.assert_allclose(ax.images[0].get_array(), adata.uns["aestetik"]["consensus"]["ari"])
+    ref = adata.uns["aestetik"]["consensus"]["reference"]
+    assert ax.get_xticklabels()[ref].get_text().endswith("*")
+    assert ae.pl.loss(adata) is not None
+    ax = ae.pl.spatial(adata, color="aestetik_confidence")
+    assert ax is not None
+    plt.close("all")
+    path = tmp_path / "c.h5ad"
+    adata.write_h5ad(path)
+    back = ad.read_h5ad(path)
+    info, info2 = adata.uns["aestetik"]["consensus"], back.uns["aestetik"]["consensus"]
+    np.testing.assert_array_equal(info2["ari"], info["ari"])
+    assert info2["params"]["fit_kwargs"] == info["params"]["fit_kwargs"]
+    np.testing.assert_array_equal(back.obsm["aestetik_seed_labels"], adata.obsm["aestetik_seed_labels"])
+    ae.tl.cluster(adata, 3, method="kmeans")  # the reference embedding can be clustered again
+    assert "aestetik_confidence" in adata.obs
+
+
+def test_consensus_same_seed_same_output(done, prepared):
+    again = ae.tl.consensus(prepared, **RUN, copy=True)
+    assert "aestetik" not in prepared.obs  # copy=True left the input alone
+    pd.testing.assert_series_equal(again.obs["aestetik"], done.obs["aestetik"])
+    np.testing.assert_array_equal(again.obs["aestetik_confidence"], done.obs["aestetik_confidence"])
+    np.testing.assert_array_equal(again.obsm["aestetik_seed_labels"], done.obsm["aestetik_seed_labels"])
+    np.testing.assert_array_equal(again.obsm["X_aestetik"], done.obsm["X_aestetik"])
+    np.testing.assert_array_equal(again.uns["aestetik"]["consensus"]["ari"], done.uns["aestetik"]["consensus"]["ari"])
+
+
+def test_consensus_replaces_a_stale_cluster_record(prepared):
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)
+    ae.tl.cluster(adata, 3)  # bgm: writes aestetik_proba
+    assert "aestetik_proba" in adata.obs
+    ae.tl.consensus(adata, **{**RUN, "n_seeds": 2})
+    assert "aestetik_proba" not in adata.obs
+    assert set(adata.uns["aestetik"]) == {"prepare", "fit", "consensus"}
+
+
+def test_consensus_auto_number_of_domains(prepared):
+    adata = prepared.copy()
+    ae.tl.consensus(adata, **{**RUN, "n_seeds": 2, "n_clusters": range(2, 6)}, cluster_kwargs={"n_resamples": 3})
+    info = adata.uns["aestetik"]["consensus"]
+    curve = info["stability"]
+    np.testing.assert_array_equal(curve["n_clusters"], [2, 3, 4, 5])
+    assert info["n_clusters"] == curve["chosen"]
+    np.testing.assert_array_equal(info["params"]["n_clusters"], [2, 3, 4, 5])
+    assert info["params"]["cluster_kwargs"] == {"n_resamples": 3}
+    ax = ae.pl.n_clusters(adata)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), curve["mean"])
+
+
+def test_consensus_failure_writes_nothing(prepared, monkeypatch):
+    from aestetik import _training
+
+    adata = prepared.copy()
+    adata.obs["aestetik"] = pd.Categorical(["0"] * adata.n_obs)  # an earlier result must survive
+    before = snapshot(adata)
+    calls = {"n": 0}
+    original = _training.AestetikModule.training_step
+
+    def failing(self, batch, batch_idx):
+        calls["n"] += 1
+        if calls["n"] == 4:  # second epoch of the second run
+            msg = "boom"
+            raise RuntimeError(msg)
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(_training.AestetikModule, "training_step", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        ae.tl.consensus(adata, **RUN)
+    assert calls["n"] == 4
+    assert_same(before, snapshot(adata))
+
+
+@pytest.mark.parametrize(
+    ("edit", "kwargs", "error", "match"),
+    [
+        (None, {"n_seeds": 1}, ValueError, "n_seeds"),
+        (None, {"n_clusters": 2.5}, TypeError, "resolution"),
+        (None, {"n_clusters": 1}, ValueError, "n_clusters"),
+        (None, {"method": "dbscan"}, ValueError, "method"),
+        (None, {"random_state": None}, TypeError, "random_state"),
+        (None, {"fit_kwargs": {"random_state": 3}}, ValueError, r"fit_kwargs.*random_state"),
+        (None, {"fit_kwargs": {"epochs": 3}}, TypeError, r"fit_kwargs.*epochs"),
+        (None, {"cluster_kwargs": {"use_rep": "X"}}, ValueError, "use_rep"),
+        (None, {"cluster_kwargs": ["n_neighbors"]}, TypeError, "cluster_kwargs"),
+        (None, {"prepare_key": "other"}, KeyError, "other"),
+        (lambda a: a.uns.__setitem__("dom", "text"), {"key_added": "dom"}, TypeError, "dom"),
+    ],
+)
+def test_consensus_bad_input_leaves_adata_unchanged(prepared, edit, kwargs, error, match):
+    adata = prepared.copy()
+    if edit is not None:
+        edit(adata)
+    before = snapshot(adata)
+    with pytest.raises(error, match=match):
+        ae.tl.consensus(adata, **{**RUN, **kwargs})
+    assert_same(before, snapshot(adata))
+
+
+def test_consensus_refuses_view(prepared):
+    with pytest.raises(ValueError, match="view"):
+        ae.tl.consensus(prepared[:100], **RUN)

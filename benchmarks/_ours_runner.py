@@ -22,6 +22,9 @@ def main() -> None:
     p.add_argument("--transcriptomics-key", default="X_pca")
     p.add_argument("--morphology-key", default="X_morph_dummy")
     p.add_argument("--no-refine", action="store_true")
+    p.add_argument(
+        "--pseudo-label-smoothing", type=float, default=0.0, help="0: pseudo-labels as the reference (identical input)"
+    )
     args = p.parse_args()
 
     import torch
@@ -46,6 +49,7 @@ def main() -> None:
             n_clusters=7,
             clustering_method="bgm",
             window_size=7,
+            pseudo_label_smoothing=args.pseudo_label_smoothing,
             random_state=0,  # the reference clusters with random_state=0 whatever its seed
         )
         seconds["prepare"] = time.perf_counter() - t
@@ -77,6 +81,7 @@ def main() -> None:
             "max_epochs": args.epochs,
             "num_repeats_predict": args.mc_passes,
             "morphology_weight": args.morphology_weight,
+            "pseudo_label_smoothing": args.pseudo_label_smoothing,
         },
         "ari": float(adjusted_rand_score(truth[known], adata.obs["aestetik"].astype(str).to_numpy()[known])),
         "ari_transcriptomics_pseudo_labels": float(

@@ -1,0 +1,172 @@
+"""ARI of the default flow on DLPFC 151676, against the published pseudo-labels and a scanpy baseline.
+
+Every configuration starts from the bundled section and runs ``ae.pp.prepare`` / ``ae.tl.fit`` /
+``ae.tl.cluster`` with package defaults except for what the configuration names, for several training
+seeds, each in its own process (1 thread unless ``--threads``). Prints and writes
+``results/dlpfc_defaults.{json,md}``::
+
+    python benchmarks/dlpfc_defaults.py --seeds 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CONFIGS = {
+    # name: (prepare kwargs, description)
+    "published pseudo-labels, RNA only": (
+        {"morphology_key": None, "pseudo_label_smoothing": 0.0},
+        "pseudo-labels clustered on single spots (the published method), no morphology",
+    ),
+    "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
+    "default": ({}, "package defaults: morphology from the H&E image (lowres), weight 1.5"),
+}
+
+
+def worker(config: str, seed: int, threads: int, epochs: int | None, mc: int | None) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from sklearn.metrics import adjusted_rand_score
+    from threadpoolctl import threadpool_limits
+
+    import aestetik as ae
+
+    fit_kwargs = {"random_state": seed, "show_progress_bar": False, "accelerator": "cpu"}
+    if epochs is not None:
+        fit_kwargs["max_epochs"] = epochs
+    if mc is not None:
+        fit_kwargs["n_mc_samples"] = mc
+    adata = ae.datasets.dlpfc_151676()
+    seconds = {}
+    with threadpool_limits(threads):
+        t = time.perf_counter()
+        ae.pp.prepare(adata, n_clusters=7, **CONFIGS[config][0])
+        seconds["prepare"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ae.tl.fit(adata, **fit_kwargs)
+        seconds["fit"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ae.tl.cluster(adata, n_clusters=7)
+        seconds["cluster"] = time.perf_counter() - t
+    truth = adata.obs["ground_truth"].astype(str).to_numpy()
+    known = truth != "NA"
+
+    def ari(key: str) -> float:
+        return float(adjusted_rand_score(truth[known], adata.obs[key].astype(str).to_numpy()[known]))
+
+    return {
+        "config": config,
+        "seed": seed,
+        "ari": ari("aestetik"),
+        "ari_transcriptomics_pseudo_labels": ari("aestetik_transcriptomics_cluster"),
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "labels": adata.obs["aestetik"].astype(str).tolist(),
+    }
+
+
+def scanpy_baseline(seed: int) -> float:
+    """scanpy PCA + Leiden (resolution searched for 7 clusters) on the same section."""
+    import numpy as np
+    import scanpy as sc
+    from sklearn.metrics import adjusted_rand_score
+
+    import aestetik as ae
+
+    adata = ae.datasets.dlpfc_151676()
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=3000)
+    adata = adata[:, adata.var["highly_variable"]].copy()
+    sc.pp.scale(adata, max_value=10)
+    sc.pp.pca(adata, n_comps=15, random_state=seed)
+    sc.pp.neighbors(adata, random_state=seed)
+    labels = None
+    for res in np.arange(0.1, 2.0, 0.02):
+        sc.tl.leiden(adata, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
+        if adata.obs["leiden"].nunique() >= 7:
+            labels = adata.obs["leiden"].astype(str).to_numpy()
+            break
+    truth = adata.obs["ground_truth"].astype(str).to_numpy()
+    known = truth != "NA"
+    return float(adjusted_rand_score(truth[known], labels[known]))
+
+
+def _ms(values: list[float]) -> str:
+    import numpy as np
+
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=None, help="default: fit's (100)")
+    p.add_argument("--mc-passes", type=int, default=None, help="default: fit's (1000)")
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--worker", nargs=2, metavar=("CONFIG", "SEED"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        record = worker(args.worker[0], int(args.worker[1]), args.threads, args.epochs, args.mc_passes)
+        print(json.dumps(record))
+        return 0
+
+    env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    records = []
+    for config in args.configs:
+        for seed in args.seeds:
+            cmd = [sys.executable, __file__, "--worker", config, str(seed), "--threads", str(args.threads)]
+            if args.epochs is not None:
+                cmd += ["--epochs", str(args.epochs)]
+            if args.mc_passes is not None:
+                cmd += ["--mc-passes", str(args.mc_passes)]
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            record = json.loads(out.strip().splitlines()[-1])
+            records.append(record)
+            print(f"{config} seed {seed}: ARI {record['ari']:.3f}", flush=True)
+    baseline = [scanpy_baseline(s) for s in args.seeds]
+
+    device = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {args.threads} thread(s) per run"
+    lines = [
+        f"DLPFC 151676, 7 layers, NA spots excluded; {device}; seeds {args.seeds}",
+        "",
+        "| configuration | ARI mean ± sd | min | max | max - min | pseudo-labels ARI | fit s (mean) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for config in args.configs:
+        rs = [r for r in records if r["config"] == config]
+        aris = [r["ari"] for r in rs]
+        lines.append(
+            f"| {config} | {_ms(aris)} | {min(aris):.3f} | {max(aris):.3f} | {max(aris) - min(aris):.3f} "
+            f"| {_ms([r['ari_transcriptomics_pseudo_labels'] for r in rs])} "
+            f"| {sum(r['seconds']['fit'] for r in rs) / len(rs):.0f} |"
+        )
+    lines.append(
+        f"| scanpy PCA + Leiden (7 clusters) | {_ms(baseline)} | {min(baseline):.3f} | {max(baseline):.3f} "
+        f"| {max(baseline) - min(baseline):.3f} | - | - |"
+    )
+    table = "\n".join(lines)
+    print(table)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "dlpfc_defaults.md").write_text(table + "\n")
+    slim = [{k: v for k, v in r.items() if k != "labels"} for r in records]
+    (args.results / "dlpfc_defaults.json").write_text(
+        json.dumps({"device": device, "records": slim, "scanpy_leiden": baseline}, indent=1)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -415,3 +415,37 @@ def test_private_module_constants():
     assert _clustering.RESOLUTIONS[0] == 0.1
     assert _clustering.RESOLUTIONS[-1] == pytest.approx(2.98)
     assert _clustering.CLUSTER_METHODS == ("bgm", "kmeans", "leiden", "louvain")
+
+
+@pytest.mark.parametrize("method", ["bgm", "kmeans"])
+def test_fit_on_a_subsample_then_predict_all(method):
+    """Above ``max_fit_spots`` the model is fitted on a random subsample and labels every spot the same way."""
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    from aestetik._clustering import cluster_features
+
+    x, truth = make_blobs(n_samples=3000, centers=4, n_features=5, cluster_std=1.0, random_state=0)
+    full = cluster_features(x, 4, method=method, random_state=0)
+    sub = cluster_features(x, 4, method=method, random_state=0, max_fit_spots=300)
+    assert sub.labels.shape == (3000,)
+    assert adjusted_rand_score(truth, sub.labels) > 0.95
+    assert adjusted_rand_score(full.labels, sub.labels) > 0.95
+    # deterministic
+    again = cluster_features(x, 4, method=method, random_state=0, max_fit_spots=300)
+    np.testing.assert_array_equal(sub.labels, again.labels)
+
+
+def test_refinement_with_a_kd_tree_matches_brute_force(monkeypatch):
+    """At scale the refinement uses a KD-tree; on a jittered (tie-free) layout it votes like brute force."""
+    from aestetik import _clustering
+
+    rng = np.random.default_rng(0)
+    coords = rng.random((800, 2)) * 20
+    labels = (coords[:, 0] > 10).astype(int)
+    noisy = np.where(rng.random(800) < 0.15, 1 - labels, labels)
+    brute = _clustering.refine_labels(noisy, coords, n_neighbors=10)
+    monkeypatch.setattr(_clustering, "BRUTE_FORCE_MAX_SPOTS", 10)
+    tree = _clustering.refine_labels(noisy, coords, n_neighbors=10)
+    np.testing.assert_array_equal(brute, tree)
+    assert (tree == labels).mean() > (noisy == labels).mean()

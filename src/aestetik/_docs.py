@@ -19,6 +19,9 @@ _DOCS = {
         "clustering_method\n    ``'bgm'`` (Bayesian Gaussian mixture, tied covariance), ``'kmeans'``, ``'leiden'`` or\n"
         "    ``'louvain'`` (resolution searched upward until exactly ``n_clusters`` clusters appear)."
     ),
+    "ax": "ax\n    Axes to draw into; by default a new figure.",
+    "show": "show\n    Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).",
+    "save": ("save\n    Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise."),
     "returns_copy": "Returns ``None`` unless ``copy=True``, in which case a new :class:`~anndata.AnnData` is returned.",
 }
 

@@ -10,8 +10,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from aestetik._docs import doc_params
 from aestetik._validation import assert_obs_key, assert_obsm_key
 from aestetik.pl._spatial import spatial
+
+from ._utils import finish
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -58,6 +61,7 @@ def _aligned_palettes(obs: pd.DataFrame, columns: list[str], reference: str) -> 
     return palettes
 
 
+@doc_params
 def ablation(
     adata: AnnData,
     *,
@@ -99,10 +103,8 @@ def ablation(
         (matched one-to-one), so that the maps can be compared; ignored when ``palette`` is passed.
     figsize
         Size of the figure; by default 4 inches per panel.
-    show
-        Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).
-    save
-        Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise.
+    {show}
+    {save}
     **kwargs
         Passed on to :func:`aestetik.pl.spatial` (e.g. ``palette``, ``alpha_img``, ``legend_loc``).
 
@@ -184,8 +186,5 @@ def ablation(
     bar.set_ylabel(label)
     bar.set_title(f"modality ablation ({metric})")
     bar.spines[["top", "right"]].set_visible(False)
-    if save is not None:
-        fig.savefig(save, bbox_inches="tight", dpi=150)
-    if show:
-        plt.show()
+    finish(fig, show=show, save=save)
     return axs

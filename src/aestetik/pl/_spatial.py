@@ -7,14 +7,16 @@ from collections.abc import Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scanpy as sc
 from scipy.spatial import cKDTree
 from sklearn.metrics import adjusted_rand_score
 
+from aestetik._docs import doc_params
 from aestetik._validation import _listing, assert_obs_key, assert_obsm_key
+
+from ._utils import finish
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -101,6 +103,7 @@ def _default_spot_size(adata: AnnData, library_id: str | None) -> float:
     return float(np.median(dist[:, 1]))
 
 
+@doc_params
 def spatial(
     adata: AnnData,
     *,
@@ -145,10 +148,8 @@ def spatial(
         Panel title(s); by default the ``color`` names.
     ax
         Axes to draw into (only with a single ``color``).
-    show
-        Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).
-    save
-        Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise.
+    {show}
+    {save}
     **kwargs
         Passed on to :func:`scanpy.pl.spatial` (e.g. ``palette``, ``alpha_img``, ``legend_loc``).
 
@@ -217,8 +218,5 @@ def spatial(
             **kwargs,
         )
     axs = list(axs) if isinstance(axs, list | tuple) else [axs]
-    if save is not None:
-        axs[0].figure.savefig(save, bbox_inches="tight", dpi=150)
-    if show:
-        plt.show()
+    finish(axs[0].figure, show=show, save=save)
     return axs if len(axs) > 1 else axs[0]

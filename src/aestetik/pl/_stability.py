@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from aestetik._docs import doc_params
+
+from ._utils import finish
+
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -32,14 +36,7 @@ def _stability(adata: AnnData, key: str) -> dict[str, Any]:
     raise KeyError(msg)
 
 
-def _finish(ax: Axes, *, show: bool | None, save: str | PathLike | None) -> Axes:
-    if save is not None:
-        ax.figure.savefig(save, bbox_inches="tight", dpi=150)
-    if show:
-        plt.show()
-    return ax
-
-
+@doc_params
 def n_clusters(
     adata: AnnData,
     *,
@@ -62,12 +59,9 @@ def n_clusters(
     key
         The ``key_added`` of :func:`aestetik.tl.cluster` (or :func:`aestetik.tl.consensus`); the curve comes from
         ``adata.uns[key]['cluster']['stability']``, else ``adata.uns[key]['consensus']['stability']``.
-    ax
-        Axes to draw into; by default a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).
-    save
-        Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise.
+    {ax}
+    {show}
+    {save}
 
     Returns
     -------
@@ -106,9 +100,11 @@ def n_clusters(
     ax.set_ylabel("mean pairwise ARI of subsamples")
     ax.set_title("stability of K" if key == "aestetik" else f"stability of K ({key})")
     ax.legend(frameon=False, fontsize="small")
-    return _finish(ax, show=show, save=save)
+    finish(ax.figure, show=show, save=save)
+    return ax
 
 
+@doc_params
 def consensus(
     adata: AnnData,
     *,
@@ -132,12 +128,9 @@ def consensus(
         Its ``key_added``; the matrix comes from ``adata.uns[key]['consensus']['ari']``.
     cmap
         Colour map of the heatmap (ARI from 0 to 1).
-    ax
-        Axes to draw into; by default a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).
-    save
-        Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise.
+    {ax}
+    {show}
+    {save}
 
     Returns
     -------
@@ -173,4 +166,5 @@ def consensus(
     ax.set_ylabel("seed")
     ax.set_title(f"pairwise ARI (mean {float(record.get('mean_ari', np.nan)):.2f})")
     ax.figure.colorbar(image, ax=ax, label="ARI")
-    return _finish(ax, show=show, save=save)
+    finish(ax.figure, show=show, save=save)
+    return ax

@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
+from aestetik._docs import doc_params
+
+from ._utils import finish
+
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -37,6 +41,7 @@ def _history(adata: AnnData, key: str) -> dict[str, np.ndarray]:
     return history
 
 
+@doc_params
 def loss(
     adata: AnnData,
     *,
@@ -60,12 +65,9 @@ def loss(
         The ``key_added`` of :func:`aestetik.tl.fit`; the curves come from ``adata.uns[key]['fit']['history']``.
     logy
         Logarithmic y axis.
-    ax
-        Axes to draw into; by default a new figure.
-    show
-        Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).
-    save
-        Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise.
+    {ax}
+    {show}
+    {save}
 
     Returns
     -------
@@ -107,8 +109,5 @@ def loss(
                 functions=(lambda s: s / steps_per_epoch + first, lambda e: (e - first) * steps_per_epoch),
             )
             top.set_xlabel("epoch")
-    if save is not None:
-        ax.figure.savefig(save, bbox_inches="tight", dpi=150)
-    if show:
-        plt.show()
+    finish(ax.figure, show=show, save=save)
     return ax

@@ -94,7 +94,7 @@ def test_mixture_with_empty_components_is_relabelled(monkeypatch):
     # a mixture with 6 components that used only components 1 and 4
     used = np.array([4, 1, 1, 4, 4, 1, 1, 4])
     proba = np.linspace(0.5, 1.0, 8)
-    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed: (used, proba))
+    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed, fit_rows=None: (used, proba))
     res = cluster_features(np.zeros((8, 2)), 6, method="bgm")
     np.testing.assert_array_equal(res.labels, [1, 0, 0, 1, 1, 0, 0, 1])
     assert res.n_clusters == 2

@@ -93,8 +93,9 @@ def test_lattice_validation():
     np.testing.assert_array_equal(lattice_from_obs(obs, ("r", "c")), [[0, 0], [1, 1], [2, 2]])
     with pytest.raises(KeyError, match="'row'"):
         lattice_from_obs(obs, ("row", "c"))
+    off = pd.DataFrame({"r": [*range(10), 10.5], "c": range(11)})  # 10.5 is off the lattice
     with pytest.raises(ValueError, match="non-integer"):
-        lattice_from_obs(obs.assign(r=[0.5, 1, 2]), ("r", "c"))
+        lattice_from_obs(off, ("r", "c"))
     with pytest.raises(ValueError, match="negative"):
         lattice_from_obs(obs.assign(r=[-1, 1, 2]), ("r", "c"))
     with pytest.raises(ValueError, match="integers"):
@@ -106,3 +107,24 @@ def test_lattice_validation():
         assert_unique_positions(lat, np.zeros(3, int), ["0"], ("r", "c"))
     assert lattice_type(np.array([[0, 0], [0, 2], [1, 1]]), np.zeros(3, int)) == "hex"
     assert lattice_type(np.array([[0, 0], [0, 1]]), np.zeros(2, int)) == "square"
+
+
+def test_coordinates_are_snapped_to_the_lattice_when_regular():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(6), 5)
+    cols = np.tile(np.arange(5), 6)
+    want = np.c_[rows, cols]
+    # bins every 50 units starting at 100 (Stereo-seq-like): divided by the common step
+    obs = pd.DataFrame({"r": 100 + 50 * rows, "c": 100 + 50 * cols})
+    np.testing.assert_array_equal(lattice_from_obs(obs, ("r", "c")) - [2, 2], want)
+    # pixel-like floats on a 137.5-unit grid with a little jitter: snapped to consecutive indices
+    obs = pd.DataFrame(
+        {"r": 20.0 + 137.5 * rows + rng.normal(0, 5, 30), "c": 7.0 + 137.5 * cols + rng.normal(0, 5, 30)}
+    )
+    np.testing.assert_array_equal(lattice_from_obs(obs, ("r", "c")), want)
+    # off-lattice values cannot be snapped: the error says so
+    obs = pd.DataFrame({"r": rng.random(30) * 1000, "c": cols.astype(float)})
+    with pytest.raises(ValueError, match="not on a regular lattice"):
+        lattice_from_obs(obs, ("r", "c"))

@@ -6,12 +6,61 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scanpy import logging as logg
+
+#: Largest distance from the nearest lattice point, in steps, that snapping accepts.
+SNAP_TOLERANCE = 0.25
+
+
+def snap_to_lattice(values: np.ndarray, name: str) -> np.ndarray:
+    """Whole-number lattice indices of ``values`` (float array of one coordinate).
+
+    Whole numbers whose differences share a divisor above 1 are divided by it (bins at 0, 50, 100 -> 0, 1, 2).
+    Other values are snapped to ``round((v - min) / step)`` with ``step`` the median gap between consecutive
+    distinct values, when every value lies within ``SNAP_TOLERANCE`` steps of a lattice point; otherwise the
+    values are not on a lattice and a ValueError says so.
+    """
+    if values.size == 0:
+        return values
+    rounded = np.round(values)
+    whole = np.all(np.abs(values - rounded) <= 1e-6)
+    unique = np.unique(rounded if whole else values)
+    if unique.size < 2:
+        return rounded if whole else np.zeros_like(values)
+    gaps = np.diff(unique)
+    if whole:
+        step = int(np.gcd.reduce(gaps.astype(np.int64)))
+        if step <= 1:
+            return rounded
+        logg.info(f"    `adata.obs[{name!r}]`: whole numbers {step} apart, divided by {step} to lattice indices")
+        return np.round((rounded - unique[0]) / step) + np.round(unique[0] / step)
+    # gaps between lattice lines, not the jitter within one: the gaps above a quarter of the largest one
+    step = float(np.median(gaps[gaps > 0.25 * gaps.max()]))
+    q = np.round((values - unique[0]) / step)
+    if np.ptp(q) > 0:  # refine spacing and offset by least squares: values ~ offset + step * q
+        step, offset = np.polyfit(q, values, 1)
+    else:
+        offset = float(values.mean())
+    q = (values - offset) / step
+    deviation = float(np.abs(q - np.round(q)).max())
+    q -= np.round(q).min()
+    if deviation > SNAP_TOLERANCE:
+        msg = (
+            f"`adata.obs[{name!r}]` holds non-integer values (e.g. {values[0]:g}) that are not on a regular lattice "
+            f"(median spacing {step:g}; a value lies {deviation:.2f} spacings from the nearest lattice point). "
+            "Pass the integer lattice indices (Visium 'array_row'/'array_col', or bin indices), not pixel coordinates."
+        )
+        raise ValueError(msg)
+    logg.info(f"    `adata.obs[{name!r}]`: non-integer values snapped to a lattice of spacing {step:g}")
+    return np.round(q)
 
 
 def lattice_from_obs(obs: pd.DataFrame, coords: tuple[str, str]) -> np.ndarray:
     """Return the (n, 2) int32 lattice (row, col) read from two ``obs`` columns.
 
-    Raises when the columns are missing, not numeric, negative or not whole numbers.
+    Raises when the columns are missing, not numeric or negative, or hold values that are not on a regular
+    lattice; values on a regular lattice with another spacing (e.g. bin coordinates 0, 50, 100, ... or
+    pixel-like floats on a grid) are snapped to consecutive integers (see :func:`snap_to_lattice`).
     """
     out = np.empty((len(obs), 2), dtype=np.int64)
     for j, name in enumerate(coords):
@@ -36,13 +85,7 @@ def lattice_from_obs(obs: pd.DataFrame, coords: tuple[str, str]) -> np.ndarray:
                 f"`adata.obs[{name!r}]` contains negative values (min {values.min():g}); lattice positions start at 0."
             )
             raise ValueError(msg)
-        rounded = np.round(values)
-        if np.any(np.abs(values - rounded) > 1e-6):
-            msg = (
-                f"`adata.obs[{name!r}]` holds non-integer values (e.g. {values[np.abs(values - rounded) > 1e-6][0]:g}); "
-                "pass the integer lattice indices (Visium 'array_row'/'array_col'), not pixel coordinates."
-            )
-            raise ValueError(msg)
+        rounded = snap_to_lattice(values, name)
         out[:, j] = rounded.astype(np.int64)
     if out.size and out.max() >= np.iinfo(np.int32).max // 4:
         msg = "Lattice coordinates are too large for an integer lattice; pass lattice indices, not pixel coordinates."

@@ -449,3 +449,19 @@ def test_refinement_with_a_kd_tree_matches_brute_force(monkeypatch):
     tree = _clustering.refine_labels(noisy, coords, n_neighbors=10)
     np.testing.assert_array_equal(brute, tree)
     assert (tree == labels).mean() > (noisy == labels).mean()
+
+
+def test_mixture_on_many_spots_is_fitted_on_a_subsample():
+    """The published random initialisation degenerates on many spots; the default fit on 5,000 does not."""
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    from aestetik._clustering import MAX_FIT_SPOTS, cluster_features
+
+    x, truth = make_blobs(n_samples=40_000, centers=4, n_features=15, cluster_std=1.0, random_state=0)
+    x = x.astype(np.float32)
+    assert MAX_FIT_SPOTS["bgm"] < x.shape[0]
+    default = cluster_features(x, 4, method="bgm", random_state=0)
+    everything = cluster_features(x, 4, method="bgm", random_state=0, max_fit_spots=x.shape[0])
+    assert adjusted_rand_score(truth, default.labels) > 0.95
+    assert adjusted_rand_score(truth, everything.labels) < 0.5  # why the default subsamples

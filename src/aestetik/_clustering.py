@@ -53,7 +53,11 @@ RESAMPLE_FRACTION = 0.8
 #: The stability analysis runs on a random base sample of at most this many spots.
 STABILITY_MAX_SPOTS = 10_000
 #: ``'bgm'`` and ``'kmeans'`` fit on at most this many random spots, then predict all (see cluster_features).
-MAX_FIT_SPOTS = 100_000
+#: The mixture's random initialisation (random responsibilities, as published) starts every component at
+#: nearly the global mean once there are many spots, and then converges to a degenerate split (measured on
+#: the synthetic sections: ARI 0.98 fitted on 5,000 of 100,000 spots, 0.02 on 20,000 or more), so it is
+#: fitted on at most 5,000 spots, more than any Visium section holds (4,992).
+MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000}
 #: The spatial refinement searches neighbours by brute force up to this many confident spots, else a KD-tree.
 BRUTE_FORCE_MAX_SPOTS = 50_000
 
@@ -91,8 +95,8 @@ def cluster_features(
     """Cluster the rows of ``x`` into ``n_clusters`` groups (or at resolution ``n_clusters`` for graph methods).
 
     ``'bgm'`` and ``'kmeans'`` are fitted on at most ``max_fit_spots`` random rows (default
-    :data:`MAX_FIT_SPOTS`) and then predict every row: the mixture and the centroids of 10^6 spots are
-    estimated as well from 10^5 of them, at a fraction of the time.
+    :data:`MAX_FIT_SPOTS`: 5,000 for the mixture, whose random initialisation degenerates on many spots,
+    100,000 for k-means) and then predict every row.
     """
     if method not in CLUSTER_METHODS:
         msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
@@ -112,7 +116,7 @@ def cluster_features(
         raise ValueError(msg)
 
     proba = resolution = None
-    limit = MAX_FIT_SPOTS if max_fit_spots is None else int(max_fit_spots)
+    limit = MAX_FIT_SPOTS.get(method, 0) if max_fit_spots is None else int(max_fit_spots)
     fit_rows = None
     if method in ("bgm", "kmeans") and x.shape[0] > limit:
         rng = np.random.default_rng(random_state)

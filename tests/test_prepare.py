@@ -106,6 +106,12 @@ def test_prepare_several_samples():
         ({"coords": ("row", "col")}, None, KeyError, "'row'"),
         ({}, lambda a: a.obs.__setitem__("array_row", 0), ValueError, "share a lattice position"),
         ({"n_clusters": 0.5}, None, ValueError, "resolution"),
+        (
+            {"morphology_key": "X_morphology"},
+            lambda a: a.obsm["X_morphology"].__setitem__(slice(None), 1.0),
+            ValueError,
+            "same for every spot",
+        ),
     ],
 )
 def test_prepare_bad_input_leaves_adata_unchanged(kwargs, edit, error, match):
@@ -126,3 +132,22 @@ def test_prepare_rejects_view(small):
     out = ae.pp.prepare(view, n_clusters=3, copy=True)
     assert out.n_obs == 100
     assert not out.is_view
+
+
+def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
+    from aestetik._clustering import ClusterResult
+    from aestetik.pp import _prepare
+
+    adata = make_small()
+    snap = _snapshot(adata)
+
+    def singleton(x, n_clusters, **kwargs):
+        labels = np.zeros(x.shape[0], dtype=np.int64)
+        labels[1:] = np.arange(x.shape[0] - 1) % 2 + 1
+        labels[0] = 0  # cluster 0 holds one spot
+        return ClusterResult(labels=labels, n_clusters=3, proba=None, resolution=None)
+
+    monkeypatch.setattr(_prepare, "cluster_features", singleton)
+    with pytest.raises(ValueError, match="single spot"):
+        ae.pp.prepare(adata, n_clusters=3)
+    _assert_unchanged(adata, snap)

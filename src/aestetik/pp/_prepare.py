@@ -258,15 +258,30 @@ def prepare(
     kind = lattice_type(lattice, samples)
     positions = physical_positions(lattice, kind)
 
-    def pseudo_labels(x: np.ndarray):
+    def pseudo_labels(x: np.ndarray, key: str):
+        if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
+            msg = (
+                f"`adata.obsm[{key!r}]` is the same for every spot, so it holds nothing to learn from. "
+                "Check how it was computed, or leave this modality out (`morphology_key=None` for morphology)."
+            )
+            raise ValueError(msg)
         x = gaussian_smooth(x, positions, samples, sigma=pseudo_label_smoothing)
-        return cluster_features(x, n_clusters, method=clustering_method, random_state=random_state)
+        res = cluster_features(x, n_clusters, method=clustering_method, random_state=random_state)
+        sizes = np.bincount(res.labels)
+        if res.n_clusters > 1 and np.any(sizes == 1):
+            msg = (
+                f"The pseudo-labels of `adata.obsm[{key!r}]` have a cluster of a single spot (cluster "
+                f"{int(np.flatnonzero(sizes == 1)[0])} of {res.n_clusters}), which cannot give a triplet partner. "
+                "Use a smaller `n_clusters` or another `clustering_method`."
+            )
+            raise ValueError(msg)
+        return res
 
-    res_t = pseudo_labels(t)
+    res_t = pseudo_labels(t, transcriptomics_key)
     res_m = None
     if m is not None:
         m = np.asarray(m, dtype=np.float32)
-        res_m = pseudo_labels(m)
+        res_m = pseudo_labels(m, morphology_key)
     features = np.concatenate([_minmax(t)] + ([_minmax(m)] if m is not None else []), axis=1)
     index = window_index(lattice, samples, window_size)
 

@@ -55,7 +55,7 @@ class AestetikModule(L.LightningModule):
         Pseudo-labels per spot.
     partners
         ``'all'``: triplet partners drawn from all spots (the reference); ``'batch'``: from the anchors of the
-        step (the same when a batch holds the whole section), so a step convolves at most ``batch_size`` spots.
+        step (the same distribution when a batch holds the whole section), so a step convolves at most ``batch_size`` spots.
     n_transcriptomics
         Number of transcriptomics channels.
     window_size

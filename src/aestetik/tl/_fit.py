@@ -251,8 +251,8 @@ def fit(
         One negative from every other cluster (default) or from one random other cluster.
     partners
         Where triplet partners come from: ``'all'`` spots (the published method) or the anchors of the same
-        ``'batch'``. The two are the same when one batch holds the whole section (up to ``batch_size`` spots,
-        e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per step instead of
+        ``'batch'``. Both draw from the same distribution when one batch holds the whole section (up to
+        ``batch_size`` spots, e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per step instead of
         up to ``batch_size * (1 + partners per anchor)``, several times less time and memory.
     n_mc_samples
         Monte-Carlo dropout passes averaged into the embedding (0: one pass without dropout).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,3 +98,35 @@ def assert_int(*, minimum: int = 1, **values: Any) -> None:
             kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             msg = f"`{name}` must be {kind}, got {value!r}."
             raise ValueError(msg)
+
+
+def checked_kwargs(
+    kwargs: Mapping[str, Any] | None,
+    accepted: Iterable[str],
+    reserved: Sequence[str],
+    *,
+    name: str,
+    caller: str,
+    target: str,
+) -> dict[str, Any]:
+    """``kwargs`` meant for ``aestetik.tl.<target>`` (e.g. ``fit_kwargs``), whose parameters are ``accepted``.
+
+    Refuses the names ``aestetik.tl.<caller>`` sets itself (``reserved``) and names ``target`` does not take.
+    """
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        msg = f"`{name}` must be a dict of keyword arguments, got {type(kwargs).__name__}."
+        raise TypeError(msg)
+    taken = sorted(set(kwargs) & set(reserved))
+    if taken:
+        msg = (
+            f"`{name}` may not set {', '.join(map(repr, taken))}: `aestetik.tl.{caller}` sets these itself "
+            "(use its own arguments)."
+        )
+        raise ValueError(msg)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        msg = f"`{name}` has argument(s) {', '.join(map(repr, unknown))} that `aestetik.tl.{target}` does not take."
+        raise TypeError(msg)
+    return dict(kwargs)

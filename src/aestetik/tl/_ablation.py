@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from aestetik._clustering import GRAPH_METHODS
 from aestetik._docs import doc_params
 from aestetik._keys import Key
-from aestetik._validation import assert_n_clusters, assert_not_view, assert_obs_key, assert_obsm_key
+from aestetik._validation import assert_n_clusters, assert_not_view, assert_obs_key, assert_obsm_key, checked_kwargs
 from aestetik.pp._prepare import prepare
 from aestetik.tl._cluster import cluster
 from aestetik.tl._fit import _prepared, fit
@@ -36,26 +36,6 @@ _CLUSTER_PARAMS = frozenset(inspect.signature(cluster).parameters) - {"adata"}
 _FIT_TOTAL_WEIGHT = inspect.signature(fit).parameters["total_weight"].default
 #: Names of the two representations in the internal AnnData (never an ``X_<setting>`` embedding name).
 _REP = {"transcriptomics": "ablation_transcriptomics_rep", "morphology": "ablation_morphology_rep"}
-
-
-def _check_kwargs(
-    kwargs: Mapping[str, Any] | None, accepted: frozenset[str], fixed: tuple[str, ...], *, name: str, func: str
-) -> dict[str, Any]:
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, Mapping):
-        msg = f"`{name}` must be a dict of keyword arguments, got {type(kwargs).__name__}."
-        raise TypeError(msg)
-    kwargs = dict(kwargs)
-    taken = sorted(set(kwargs) & set(fixed))
-    if taken:
-        msg = f"`{name}` may not set {', '.join(map(repr, taken))}: `aestetik.tl.ablation` sets these itself (pass `random_state` to it directly)."
-        raise ValueError(msg)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        msg = f"`{name}` has argument(s) {', '.join(map(repr, unknown))} that `aestetik.tl.{func}` does not take."
-        raise TypeError(msg)
-    return kwargs
 
 
 def _recorded(value: Any) -> Any:
@@ -205,8 +185,10 @@ def ablation(
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
-    fit_kw = _check_kwargs(fit_kwargs, _FIT_PARAMS, _FIT_FIXED, name="fit_kwargs", func="fit")
-    cluster_kw = _check_kwargs(cluster_kwargs, _CLUSTER_PARAMS, _CLUSTER_FIXED, name="cluster_kwargs", func="cluster")
+    fit_kw = checked_kwargs(fit_kwargs, _FIT_PARAMS, _FIT_FIXED, name="fit_kwargs", caller="ablation", target="fit")
+    cluster_kw = checked_kwargs(
+        cluster_kwargs, _CLUSTER_PARAMS, _CLUSTER_FIXED, name="cluster_kwargs", caller="ablation", target="cluster"
+    )
     morphology_weight = fit_kw.get("morphology_weight")
     total_weight = fit_kw.get("total_weight", _FIT_TOTAL_WEIGHT)
     if morphology_weight is not None and not 0 <= morphology_weight <= total_weight:

@@ -14,12 +14,17 @@ from scanpy import logging as logg
 from aestetik._clustering import CLUSTER_METHODS
 from aestetik._docs import doc_params
 from aestetik._keys import Key
-from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key
+from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key, checked_kwargs
 from aestetik.tl._cluster import cluster, n_cluster_candidates
 from aestetik.tl._fit import _prepared, fit
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+
+def _params(func) -> set[str]:
+    return set(inspect.signature(func).parameters) - {"adata"}
+
 
 #: Arguments that :func:`consensus` sets itself and that ``fit_kwargs``/``cluster_kwargs`` may not hold.
 _OWN_FIT = ("random_state", "prepare_key", "key_added", "copy", "show_progress_bar")
@@ -121,24 +126,6 @@ def _light(adata: AnnData, prepare_key: str, prep: Mapping[str, Any], spatial_ke
     light = AnnData(obs=obs, obsm=obsm)
     light.uns[prepare_key] = {"prepare": prep}
     return light
-
-
-def _check_kwargs(kwargs: Mapping[str, Any] | None, func: Any, own: Sequence[str], name: str) -> dict[str, Any]:
-    if kwargs is None:
-        return {}
-    if not isinstance(kwargs, Mapping):
-        msg = f"`{name}` must be a dict of keyword arguments, got {type(kwargs).__name__}."
-        raise TypeError(msg)
-    accepted = set(inspect.signature(func).parameters) - {"adata"}
-    reserved = sorted(set(kwargs) & set(own))
-    if reserved:
-        msg = f"`{name}` may not set {reserved}: `aestetik.tl.consensus` sets these itself (use its own arguments)."
-        raise ValueError(msg)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        msg = f"`{name}` holds {unknown}, which `aestetik.tl.{func.__name__}` does not take."
-        raise TypeError(msg)
-    return dict(kwargs)
 
 
 def _recorded(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,8 +236,10 @@ def consensus(
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
-    fit_kw = _check_kwargs(fit_kwargs, fit, _OWN_FIT, "fit_kwargs")
-    cluster_kw = _check_kwargs(cluster_kwargs, cluster, _OWN_CLUSTER, "cluster_kwargs")
+    fit_kw = checked_kwargs(fit_kwargs, _params(fit), _OWN_FIT, name="fit_kwargs", caller="consensus", target="fit")
+    cluster_kw = checked_kwargs(
+        cluster_kwargs, _params(cluster), _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
+    )
     previous = adata.uns.get(key_added, {})
     if not isinstance(previous, Mapping):
         msg = (

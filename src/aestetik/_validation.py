@@ -130,3 +130,15 @@ def checked_kwargs(
         msg = f"`{name}` has argument(s) {', '.join(map(repr, unknown))} that `aestetik.tl.{target}` does not take."
         raise TypeError(msg)
     return dict(kwargs)
+
+
+def uns_results(adata: AnnData, key: str) -> Mapping[str, Any]:
+    """``adata.uns[key]`` (empty if absent), refused when it is not a dict of results."""
+    previous = adata.uns.get(key, {})
+    if not isinstance(previous, Mapping):
+        msg = (
+            f"`adata.uns[{key!r}]` holds a {type(previous).__name__}, not a dict of results. "
+            "Pass another `key_added` or delete that entry."
+        )
+        raise TypeError(msg)
+    return previous

@@ -29,6 +29,7 @@ from aestetik._validation import (
     assert_not_view,
     assert_obs_key,
     assert_obsm_key,
+    uns_results,
 )
 
 if TYPE_CHECKING:
@@ -216,13 +217,7 @@ def cluster(
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
-    previous = adata.uns.get(key_added, {})
-    if not isinstance(previous, Mapping):
-        msg = (
-            f"`adata.uns[{key_added!r}]` holds a {type(previous).__name__}, not a dict of results. "
-            "Pass another `key_added` or delete that entry."
-        )
-        raise TypeError(msg)
+    previous = uns_results(adata, key_added)
     do_refine = bool(refine) and n_neighbors > 1
     coords_key, coords, batch_key = None, None, None
     if do_refine:

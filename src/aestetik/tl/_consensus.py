@@ -14,7 +14,7 @@ from scanpy import logging as logg
 from aestetik._clustering import CLUSTER_METHODS
 from aestetik._docs import doc_params
 from aestetik._keys import Key
-from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key, checked_kwargs
+from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key, checked_kwargs, uns_results
 from aestetik.tl._cluster import cluster, n_cluster_candidates
 from aestetik.tl._fit import _prepared, fit
 
@@ -240,13 +240,7 @@ def consensus(
     cluster_kw = checked_kwargs(
         cluster_kwargs, _params(cluster), _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
     )
-    previous = adata.uns.get(key_added, {})
-    if not isinstance(previous, Mapping):
-        msg = (
-            f"`adata.uns[{key_added!r}]` holds a {type(previous).__name__}, not a dict of results. "
-            "Pass another `key_added` or delete that entry."
-        )
-        raise TypeError(msg)
+    previous = uns_results(adata, key_added)
     batch_key = prep.get("params", {}).get("batch_key")
     if isinstance(batch_key, str) and batch_key:
         assert_obs_key(adata, batch_key, fix=f"`aestetik.pp.prepare` recorded batch_key={batch_key!r}; restore it.")

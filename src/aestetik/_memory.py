@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,6 @@ class MemoryEstimate:
     data: int  # features, window index, window cache and embedding, held for the whole run
     step: int  # one training step (forward and backward)
     embed: int  # the Monte-Carlo embedding
-    batch_size: int
 
     @property
     def total(self) -> int:
@@ -80,7 +78,7 @@ def estimate_fit_memory(
     kept = summaries if summaries <= cache_bytes else 0
     passes = min(max_elements, max(1, n_mc_samples) * chunk * hidden * pooled * pooled)  # elements per MC batch
     embed = kept + chunk * window_bytes * 4 + chunk * hidden * side * side * FLOAT * 2 + 4 * passes * FLOAT
-    return MemoryEstimate(data=int(data), step=int(step), embed=int(embed), batch_size=int(batch_size))
+    return MemoryEstimate(data=int(data), step=int(step), embed=int(embed))
 
 
 def largest_batch(available: int, **sizes) -> int:
@@ -139,8 +137,3 @@ def n_partners_per_anchor(
         if w > 0 and k > 1:
             total += 2 * n_repeats * ((k - 1) if multi_triplet else 1)
     return total
-
-
-def ceil_div(a: int, b: int) -> int:
-    """``ceil(a / b)`` for positive integers."""
-    return math.ceil(a / b)

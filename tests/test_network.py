@@ -108,9 +108,19 @@ def test_ensemble_median_matches_torch_median():
         x = torch.randn(e, 50, 7)
         torch.testing.assert_close(ensemble_median(x), torch.median(x, dim=0).values)
     x = torch.randn(3, 20, requires_grad=True)
+    g = torch.randn(20)
+    (ensemble_median(x) * g).sum().backward()
+    y = x.detach().clone().requires_grad_(True)
+    (torch.median(y, dim=0).values * g).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)  # the gradient reaches exactly the median member
+    # ties: the value is the median and the gradient goes to the first member holding it, once
+    x = torch.randint(0, 3, (3, 500)).float().requires_grad_(True)
     ensemble_median(x).sum().backward()
-    # the gradient reaches exactly the median member
-    assert torch.all(x.grad.sum(0) == 1)
+    torch.testing.assert_close(ensemble_median(x.detach()), torch.median(x.detach(), dim=0).values)
+    first = (x.detach() == ensemble_median(x.detach())).float().cumsum(0).eq(1) & (
+        x.detach() == ensemble_median(x.detach())
+    )
+    torch.testing.assert_close(x.grad, first.float())
 
 
 def test_mask_commutes_with_relu_and_pool():
@@ -160,21 +170,32 @@ def test_initialisation_matches_pytorch_defaults():
 
 @pytest.mark.parametrize("w", [5, 7])
 def test_decoder_constant_map_equals_transposed_convolution(w):
-    """The precomputed linear map equals upsample -> dropout -> ConvTranspose2d, with the same mask."""
+    """The precomputed linear map equals upsample -> dropout -> ConvTranspose2d, with the same mask.
+
+    The fast path also folds batch-norm into that map, with statistics from the moments of its input; in
+    double precision values, gradients and running statistics match the plain layers to rounding.
+    """
     torch.manual_seed(6)
-    net = AestetikNetwork(5, w, c_hid=8, latent_dim=4, n_ensemble=3, dropout=0.3).train()
+    net = AestetikNetwork(5, w, c_hid=8, latent_dim=4, n_ensemble=3, dropout=0.3).train().double()
     dec = net.decoder
-    z = torch.randn(25, 4)
+    z = torch.randn(25, 4, dtype=torch.float64)
     mask = dec.sample_mask(25)
     assert mask is not None
-    fast = dec(z, mask)
-    slow = dec(z, mask, generic=True)
-    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
-    fast.sum().backward()
-    g_fast = dec.deconv.weight.grad.clone()
-    dec.deconv.weight.grad = None
-    slow.sum().backward()
-    torch.testing.assert_close(g_fast, dec.deconv.weight.grad, rtol=1e-4, atol=1e-5)
+    mask = mask.double()
+    results = []
+    for generic in (False, True):
+        dec.zero_grad()
+        dec.bn.reset_running_stats()
+        out = dec(z, mask, generic=generic)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=out.dtype).reshape(out.shape)).sum().backward()
+        results.append(
+            [out, dec.bn.running_mean.clone(), dec.bn.running_var.clone()] + [p.grad.clone() for p in dec.parameters()]
+        )
+    for fast, slow in zip(*results, strict=True):
+        torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-11)
+    # evaluation mode normalises with the running statistics on both paths
+    dec.eval()
+    torch.testing.assert_close(dec(z, mask), dec(z, mask, generic=True), rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize(("w", "k"), [(7, 3), (5, 3), (9, 3)])

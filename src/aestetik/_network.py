@@ -39,24 +39,42 @@ def effective_kernel(window_size: int, kernel_size: int) -> int:
 def ensemble_median(x: torch.Tensor) -> torch.Tensor:
     """Element-wise median over the ensemble axis 0, as ``torch.median`` (the lower middle for even counts).
 
-    Three members (the default) use min/max operations, much faster than the generic kernel. With gradients
-    the median member is found without them and gathered, so the backward pass is one scatter (the min/max
-    chain's backward costs a dozen full-size operations).
+    Three members (the default) use min/max operations, much faster than the generic kernel, and a backward
+    pass that hands the gradient to the median member (the first one on ties, as ``torch.median``) with
+    boolean masks instead of autograd's chain through the min/max operations.
     """
     if x.shape[0] == 3:
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            return _median3(x)
-        with torch.no_grad():
-            m = _median3(x)
-            a, b, _ = x.unbind(0)
-            index = torch.where(a == m, 0, torch.where(b == m, 1, 2))
-        return torch.gather(x, 0, index[None]).squeeze(0)
+        if x.requires_grad and torch.is_grad_enabled():
+            return _Median3Fn.apply(x)
+        return _median3(x)
     return x.sort(dim=0).values[(x.shape[0] - 1) // 2]
 
 
 def _median3(x: torch.Tensor) -> torch.Tensor:
     a, b, c = x.unbind(0)
     return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+
+
+class _Median3Fn(torch.autograd.Function):
+    """Median of three members whose gradient goes to one member per element."""
+
+    @staticmethod
+    def forward(ctx, x):
+        m = _median3(x)
+        ctx.save_for_backward(x, m)
+        return m
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, m = ctx.saved_tensors
+        first = x[0] == m
+        second = (x[1] == m).logical_and_(first.logical_not())
+        third = first.logical_or(second).logical_not_()
+        grad = torch.empty_like(x)
+        for i, mask in enumerate((first, second, third)):
+            torch.mul(g, mask, out=grad[i])
+        return grad
 
 
 class _ConvSummaryFn(torch.autograd.Function):
@@ -312,10 +330,13 @@ class EnsembleDecoder(nn.Module):
         if self.pooled == 1 and not generic:
             if mask is not None:
                 h = h * mask
-            out = torch.baddbmm(
-                self.deconv.bias.reshape(e, 1, -1).repeat_interleave(self.window_size**2, dim=2), h, self.constant_map()
-            )
-            return ensemble_median(self._normalise_members(out.reshape(e, n, self.out_channels, self.window_size, -1)))
+            positions = self.window_size**2
+            linear_map = self.constant_map()  # (E, c_hid, C * w * w)
+            scale, shift = self._folded_batch_norm(h, linear_map)
+            weight = linear_map * scale.repeat_interleave(positions, dim=1)[:, None, :]
+            pre = torch.baddbmm(shift.repeat_interleave(positions, dim=1)[:, None, :], h, weight)
+            # the sigmoid is increasing, so the median of the members' sigmoids is the sigmoid of their median
+            return torch.sigmoid(ensemble_median(pre)).reshape(n, self.out_channels, self.window_size, self.window_size)
         else:
             h = h.transpose(0, 1).reshape(n, e * self.c_hid, self.pooled, self.pooled)
             h = F.interpolate(h, size=(self.conv_out, self.conv_out), mode="nearest")
@@ -326,24 +347,39 @@ class EnsembleDecoder(nn.Module):
         out = out.reshape(n, e, self.out_channels, self.window_size, self.window_size)
         return ensemble_median(out.transpose(0, 1))
 
-    def _normalise_members(self, out: torch.Tensor) -> torch.Tensor:
-        """Batch-norm then sigmoid of member-major (E, N, C, w, w) maps, member by member.
+    def _folded_batch_norm(self, h: torch.Tensor, linear_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E, C) scale and shift such that batch-norm of the transposed convolution is ``scale * conv + shift``.
 
-        Equal to ``self.bn`` on the (N, E * C, w, w) layout (its statistics are per member and channel), but
-        each member's slice is contiguous, so no transposed copy is made.
+        ``h`` (E, N, c_hid) is the constant input of the transposed convolution, whose output is
+        ``h @ linear_map + bias``. In training mode its per-member, per-channel mean and variance over the
+        batch and the ``w x w`` positions follow exactly from the mean and the second-moment matrix
+        (``c_hid x c_hid``) of ``h``, so the full-size normalisation is never materialised; the running
+        statistics are updated as ``BatchNorm2d`` would.
         """
-        bn, c = self.bn, self.out_channels
-        training = bn.training or bn.running_mean is None
-        if bn.training and bn.num_batches_tracked is not None:
-            bn.num_batches_tracked.add_(1)
-        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        members = []
-        for i in range(out.shape[0]):
-            part = slice(i * c, (i + 1) * c)
-            stats = (None, None) if bn.running_mean is None else (bn.running_mean[part], bn.running_var[part])
-            y = F.batch_norm(out[i], *stats, bn.weight[part], bn.bias[part], training, momentum, bn.eps)
-            members.append(torch.sigmoid(y))
-        return torch.stack(members)
+        bn, e, c = self.bn, self.n_ensemble, self.out_channels
+        bias = self.deconv.bias.reshape(e, c)
+        gamma, beta = bn.weight.reshape(e, c), bn.bias.reshape(e, c)
+        if bn.training or bn.running_mean is None:
+            m, hd, bd = linear_map.double(), h.double(), bias.double()  # double: E[x^2] - E[x]^2 cancels
+            n = h.shape[1]
+            second = torch.bmm(hd.transpose(1, 2), hd) / n  # (E, H, H)
+            lin = torch.bmm(hd.mean(1, keepdim=True), m).reshape(e, c, -1)  # mean over spots of h @ M
+            quad = (torch.bmm(second, m) * m).sum(1).reshape(e, c, -1)  # mean over spots of (h @ M)^2
+            mean = lin.mean(-1) + bd
+            var = ((quad + 2 * bd[..., None] * lin).mean(-1) + bd * bd - mean * mean).clamp_min(0)
+            if bn.training and bn.running_mean is not None:
+                with torch.no_grad():
+                    count = n * lin.shape[-1]
+                    momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
+                    unbiased = var * (count / max(count - 1, 1))
+                    bn.running_mean.mul_(1 - momentum).add_(momentum * mean.reshape(-1).to(h.dtype))
+                    bn.running_var.mul_(1 - momentum).add_(momentum * unbiased.reshape(-1).to(h.dtype))
+                    bn.num_batches_tracked.add_(1)
+            mean, var = mean.to(h.dtype), var.to(h.dtype)
+        else:
+            mean, var = bn.running_mean.reshape(e, c), bn.running_var.reshape(e, c)
+        scale = gamma / torch.sqrt(var + bn.eps)
+        return scale, beta + scale * (bias - mean)
 
 
 class AestetikNetwork(nn.Module):

@@ -216,7 +216,7 @@ def test_consensus_same_seed_same_output(done, prepared):
 def test_consensus_replaces_a_stale_cluster_record(prepared):
     adata = prepared.copy()
     ae.tl.fit(adata, **FAST_FIT)
-    ae.tl.cluster(adata, 3)  # bgm: writes aestetik_proba
+    ae.tl.cluster(adata, 3, method="bgm")  # writes aestetik_proba
     assert "aestetik_proba" in adata.obs
     ae.tl.consensus(adata, **{**RUN, "n_seeds": 2})
     assert "aestetik_proba" not in adata.obs

@@ -6,6 +6,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
 from aestetik._smoothing import HEX_ROW, gaussian_smooth, physical_positions
+from aestetik.pp._prepare import DEFAULT_SMOOTHING
 
 
 def _plain(x, positions, samples, sigma, truncate=3.0):
@@ -46,13 +47,13 @@ def test_smoothed_pseudo_labels_recover_groups_the_spots_alone_miss():
     adata = ae.datasets.synthetic(n_spots=1500, n_domains=4, random_state=0)
     truth = adata.obs["transcriptomics_group"].to_numpy()
     aris = {}
-    for sigma in (0.0, 2.0):
+    for sigma in (0.0, DEFAULT_SMOOTHING):
         out = ae.pp.prepare(adata, n_clusters=4, morphology_key=None, pseudo_label_smoothing=sigma, copy=True)
         labels = out.obs["aestetik_transcriptomics_cluster"].to_numpy()
         aris[sigma] = adjusted_rand_score(truth, labels)
         assert out.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"] == sigma
-    assert aris[2.0] > 0.5
-    assert aris[2.0] > aris[0.0] + 0.3
+    assert aris[DEFAULT_SMOOTHING] > 0.5
+    assert aris[DEFAULT_SMOOTHING] > aris[0.0] + 0.3
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), "2", True])

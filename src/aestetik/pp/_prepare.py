@@ -25,12 +25,16 @@ if TYPE_CHECKING:
 
 _AUTO = "auto"
 #: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
-DEFAULT_SMOOTHING = 2.0
+DEFAULT_SMOOTHING = 1.0
 _MORPHOLOGY_KEY = "X_morphology"
 
 
 def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int) -> np.ndarray:
-    """15-PC representation of ``X`` (log1p unless logged, HVG, scale, PCA) computed on a copy."""
+    """PCA of ``X`` (log1p unless logged, highly variable genes, centred, not scaled) computed on a copy.
+
+    Genes are not scaled to unit variance: on sparse spot data that would give a gene seen in a few spots,
+    whose variance is mostly counting noise, the weight of a layer marker (see the method page).
+    """
     import scanpy as sc
     from anndata import AnnData
     from scipy import sparse
@@ -52,9 +56,6 @@ def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, rand
     if n_top < tmp.n_vars:
         sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
         tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
-    if sparse.issparse(tmp.X):
-        tmp.X = tmp.X.toarray()  # scaling centres the genes, which densifies anyway
-    sc.pp.scale(tmp, max_value=10)
     n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
     sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
     return tmp.obsm["X_pca"].astype(np.float32)
@@ -127,7 +128,7 @@ def prepare(
     transcriptomics_key
         ``adata.obsm`` key of the transcriptomics representation. When absent, a standard PCA of ``X``
         (log1p unless ``uns['log1p']`` exists, after per-spot normalisation when ``X`` holds integer counts;
-        3000 highly variable genes, scaling, ``n_comps`` components) is computed on a copy and stored under
+        3000 highly variable genes, centred but not scaled, ``n_comps`` components) is computed on a copy and stored under
         this key; ``X`` is left unchanged.
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to

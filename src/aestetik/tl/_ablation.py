@@ -197,7 +197,7 @@ def ablation(
         )
         raise ValueError(msg)
     assert_n_clusters(n_clusters, adata.n_obs)
-    if isinstance(n_clusters, float | np.floating) and cluster_kw.get("method", "bgm") not in GRAPH_METHODS:
+    if isinstance(n_clusters, float | np.floating) and cluster_kw.get("method", "kmeans") not in GRAPH_METHODS:
         msg = "A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int, or `cluster_kwargs={'method': 'leiden'}`."
         raise ValueError(msg)
     prep = _prepared(adata, prepare_key)

@@ -106,7 +106,7 @@ def cluster(
     adata: AnnData,
     n_clusters: int | float | Literal["auto"] | Sequence[int] = 7,
     *,
-    method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
+    method: Literal["bgm", "kmeans", "leiden", "louvain"] = "kmeans",
     refine: bool = True,
     n_neighbors: int = 10,
     n_resamples: int = 5,
@@ -139,10 +139,13 @@ def cluster(
         Number of domains (int); for ``'leiden'``/``'louvain'`` also a resolution (float). ``'auto'`` chooses among
         2..15 by stability (see above); a range or list of ints (e.g. ``range(3, 11)``) chooses among those.
     method
-        ``'bgm'`` (Bayesian Gaussian mixture, tied covariance, 10 random initialisations), ``'kmeans'``
-        (100 initialisations), ``'leiden'`` or ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding;
-        for an int ``n_clusters`` the resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly
-        ``n_clusters`` clusters appear, else the closest count is used).
+        ``'kmeans'`` (100 initialisations; the default), ``'bgm'`` (Bayesian Gaussian mixture, tied
+        covariance, 10 random initialisations and one from k-means, the published default), ``'leiden'`` or
+        ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding; for an int ``n_clusters`` the
+        resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly ``n_clusters`` clusters
+        appear, else the closest count is used). The triplet loss pulls the pseudo-label groups apart by a
+        Euclidean margin, so domains are compact groups in the embedding, k-means' model; the tied mixture
+        sometimes merges two of them and splits another (see the method page, difference 13).
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).

@@ -41,7 +41,7 @@ def test_fused_beats_each_modality_on_synthetic():
 
 @pytest.mark.slow
 def test_dlpfc_default_flow_rna_only():
-    """The default flow without morphology, published 100 epochs (ARI 0.44-0.45 over 3 seeds in benchmarks/)."""
+    """The default flow without morphology, published 100 epochs (ARI 0.55-0.57 over 5 seeds in benchmarks/)."""
     adata = ae.datasets.dlpfc_151676()
     ae.pp.prepare(adata, n_clusters=7, morphology_key=None)  # computes obsm["X_pca"]
     ae.tl.fit(adata, n_mc_samples=200, show_progress_bar=False)
@@ -50,7 +50,7 @@ def test_dlpfc_default_flow_rna_only():
     known = (truth != "NA").to_numpy()
     ari = adjusted_rand_score(truth[known], adata.obs["aestetik"][known])
     # the published behaviour (pseudo-labels of single spots) reaches 0.21-0.35 on this section
-    assert ari > 0.38
+    assert ari > 0.5
     # chains with scanpy
     sc.pp.neighbors(adata, use_rep="X_aestetik")
     assert adata.obsp["connectivities"].shape == (adata.n_obs, adata.n_obs)

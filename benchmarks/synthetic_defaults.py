@@ -30,7 +30,7 @@ SETTINGS = {
 CONFIGS = {
     # name: (prepare kwargs, cluster kwargs)
     "published (single-spot pseudo-labels, bgm domains)": ({"pseudo_label_smoothing": 0.0}, {"method": "bgm"}),
-    "smoothing sigma 2, bgm domains (0.4.0 defaults)": ({"pseudo_label_smoothing": 2.0}, {"method": "bgm"}),
+    "smoothing sigma 2, bgm domains": ({"pseudo_label_smoothing": 2.0}, {"method": "bgm"}),
     "smoothing sigma 2": ({"pseudo_label_smoothing": 2.0}, {}),
     "default (sigma 1, k-means domains)": ({}, {}),
 }

@@ -35,7 +35,10 @@ CONFIGS = {
     ),
     "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
     "default": ({}, "package defaults: morphology from the H&E image (lowres), weight 1.5"),
+    "morphology weight 1": ({}, "package defaults with fit(morphology_weight=1.0)"),
 }
+#: fit() options of a configuration (beyond the seed and the shared options)
+FIT_KWARGS = {"morphology weight 1": {"morphology_weight": 1.0}}
 
 
 def scaled_pca(adata, seed: int = 0):
@@ -60,7 +63,7 @@ def worker(config: str, seed: int, threads: int, epochs: int | None, mc: int | N
 
     import aestetik as ae
 
-    fit_kwargs = {"random_state": seed, "show_progress_bar": False, "accelerator": "cpu"}
+    fit_kwargs = {"random_state": seed, "show_progress_bar": False, "accelerator": "cpu", **FIT_KWARGS.get(config, {})}
     if epochs is not None:
         fit_kwargs["max_epochs"] = epochs
     if mc is not None:

@@ -110,12 +110,8 @@ def scanpy_baseline(seed: int) -> float:
     import aestetik as ae
 
     adata = ae.datasets.dlpfc_151676()
-    sc.pp.log1p(adata)
-    sc.pp.highly_variable_genes(adata, n_top_genes=3000)
-    adata = adata[:, adata.var["highly_variable"]].copy()
-    sc.pp.scale(adata, max_value=10)
-    sc.pp.pca(adata, n_comps=15, random_state=seed)
-    sc.pp.neighbors(adata, random_state=seed)
+    scaled_pca(adata, seed)
+    sc.pp.neighbors(adata, use_rep="X_pca_scaled", random_state=seed)
     labels = None
     for res in np.arange(0.1, 2.0, 0.02):
         sc.tl.leiden(adata, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)

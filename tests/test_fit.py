@@ -239,7 +239,7 @@ np.save(sys.argv[2], adata.obs["aestetik"].astype(int).to_numpy())
 
 
 def test_embedding_same_without_caches(prepared):
-    """Cached windows and kept summaries give the same embedding as gathering and recomputing per chunk."""
+    """Kept convolution summaries give the same embedding as recomputing them per chunk."""
     adata = prepared.copy()
     ae.tl.fit(adata, **FAST_FIT)
     cached = restore_module(adata).embed(5, seed=1, chunk_spots=100)

@@ -95,7 +95,26 @@ def window_index(lattice: np.ndarray, samples: np.ndarray, window_size: int) -> 
     return out
 
 
-def gather_windows(features: torch.Tensor, index: torch.Tensor, window_size: int) -> torch.Tensor:
+def window_medians(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, C) per-window, per-channel median of the present values (``numpy.nanmedian`` semantics).
+
+    ``features`` (n, C) and ``index`` (B, w * w) rows of :func:`window_index`, on the same device.
+    """
+    import torch
+
+    present = index >= 0  # (B, P)
+    values = features[index.clamp(min=0).long()]  # (B, P, C)
+    nan = torch.tensor(float("nan"), dtype=values.dtype, device=values.device)
+    ordered = torch.where(present[..., None], values, nan).sort(dim=1).values  # NaN sort last
+    count = present.sum(dim=1, keepdim=True)  # (B, 1); >= 1 (the centre)
+    lo = ((count - 1) // 2)[..., None].expand(-1, 1, values.shape[2])
+    hi = (count // 2)[..., None].expand(-1, 1, values.shape[2])
+    return (0.5 * (ordered.gather(1, lo) + ordered.gather(1, hi)))[:, 0]
+
+
+def gather_windows(
+    features: torch.Tensor, index: torch.Tensor, window_size: int, medians: torch.Tensor | None = None
+) -> torch.Tensor:
     """Filled windows for a batch of spots.
 
     Parameters
@@ -106,6 +125,8 @@ def gather_windows(features: torch.Tensor, index: torch.Tensor, window_size: int
         (B, w * w) rows of :func:`window_index` (int), on the same device.
     window_size
         ``w``.
+    medians
+        (B, C) :func:`window_medians` of these rows when already known.
 
     Returns
     -------
@@ -113,15 +134,10 @@ def gather_windows(features: torch.Tensor, index: torch.Tensor, window_size: int
     """
     import torch
 
-    present = index >= 0  # (B, P)
+    if medians is None:
+        medians = window_medians(features, index)
+    present = index >= 0
     values = features[index.clamp(min=0).long()]  # (B, P, C)
-    nan = torch.tensor(float("nan"), dtype=values.dtype, device=values.device)
-    masked = torch.where(present[..., None], values, nan)
-    ordered = masked.sort(dim=1).values  # NaN sort last
-    count = present.sum(dim=1, keepdim=True)  # (B, 1); >= 1 (the centre)
-    lo = ((count - 1) // 2)[..., None].expand(-1, 1, values.shape[2])
-    hi = (count // 2)[..., None].expand(-1, 1, values.shape[2])
-    median = 0.5 * (ordered.gather(1, lo) + ordered.gather(1, hi))  # (B, 1, C)
-    filled = torch.where(present[..., None], values, median)
+    filled = torch.where(present[..., None], values, medians[:, None, :])
     b, _, c = filled.shape
     return filled.permute(0, 2, 1).reshape(b, c, window_size, window_size)

@@ -8,8 +8,7 @@ from pathlib import Path
 from ._network import conv_shapes, effective_kernel
 
 FLOAT = 4
-#: Windows of all spots are filled once and kept when they take at most this many bytes (also the limit for
-#: keeping the per-spot convolution summaries of the embedding).
+#: The embedding keeps the per-spot convolution summaries of all spots when they take at most this many bytes.
 CACHE_BYTES = 1 << 30
 #: Headroom: refuse when the estimate exceeds this share of the available memory.
 USABLE_SHARE = 0.9
@@ -19,7 +18,7 @@ USABLE_SHARE = 0.9
 class MemoryEstimate:
     """Bytes needed by :func:`aestetik.tl.fit` (an upper estimate of the tensors it allocates)."""
 
-    data: int  # features, window index, window cache and embedding, held for the whole run
+    data: int  # features, window medians, window index and embedding, held for the whole run
     step: int  # one training step (forward and backward)
     embed: int  # the Monte-Carlo embedding
 
@@ -50,21 +49,26 @@ def estimate_fit_memory(
 
     ``n_partners`` is the number of triplet partners per anchor over both modalities; ``within_batch`` when
     they are drawn from the anchors of the step (``fit(partners='batch')``). The counts follow
-    :class:`aestetik._training.AestetikModule`: one convolution per distinct spot of a step (at most
-    ``min(n_obs, occurrences)``), its output kept with its gradient, five batch-norm roles, per-occurrence
-    pooled features and masks, and the decoder's member reconstructions.
+    :class:`aestetik._training.AestetikModule`: the convolution of the distinct spots of a step (at most
+    ``min(n_obs, occurrences)``) through their distinct lattice cells (:mod:`aestetik._lattice_conv`), its
+    output kept with its gradient, five batch-norm roles, per-occurrence pooled features and masks, the
+    anchors' windows and the decoder's member reconstructions.
     """
     w2 = window_size * window_size
     k = effective_kernel(window_size, kernel_size)
     side, pooled = conv_shapes(window_size, k)
     hidden = n_ensemble * c_hid
     window_bytes = n_channels * w2 * FLOAT
-    cached = n_obs * window_bytes <= cache_bytes
-    data = n_obs * (n_channels * FLOAT + w2 * 4 + latent_dim * FLOAT * 2) + (n_obs * window_bytes if cached else 0)
+    data = n_obs * (2 * n_channels * FLOAT + w2 * 4 + latent_dim * FLOAT * 2)
+
+    def lattice(spots: int) -> int:  # cell patches and their keys, patch values of the distinct cells
+        positions = spots * side * side
+        cells = min(positions, n_obs * k * k)
+        return positions * (k * k * (4 + FLOAT) + 8 * 4) + cells * n_channels * k * k * FLOAT * 2
 
     occurrences = batch_size * (1 + n_partners)
     distinct = min(n_obs, batch_size if within_batch else occurrences)
-    gathered = distinct * window_bytes * (1 if cached else 4)  # gather + median fill temporaries
+    gathered = lattice(distinct)
     conv = distinct * hidden * side * side * FLOAT * 3  # output, its gradient, the square's temporary
     roles = distinct * hidden * pooled * pooled * FLOAT * 12  # max/min maps, 5 roles with gradients
     per_occurrence = (
@@ -77,7 +81,7 @@ def estimate_fit_memory(
     summaries = n_obs * hidden * (2 + 2 * pooled * pooled) * FLOAT
     kept = summaries if summaries <= cache_bytes else 0
     passes = min(max_elements, max(1, n_mc_samples) * chunk * hidden * pooled * pooled)  # elements per MC batch
-    embed = kept + chunk * window_bytes * 4 + chunk * hidden * side * side * FLOAT * 2 + 4 * passes * FLOAT
+    embed = kept + lattice(chunk) + chunk * hidden * side * side * FLOAT * 2 + 4 * passes * FLOAT
     return MemoryEstimate(data=int(data), step=int(step), embed=int(embed))
 
 

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._lattice_conv import lattice_conv_summary
+
 
 def conv_shapes(window_size: int, kernel_size: int) -> tuple[int, int]:
     """Side of the convolution output and of the pooled map (kernel ``k``, stride 3, no padding)."""
@@ -70,10 +72,10 @@ class _Median3Fn(torch.autograd.Function):
         x, m = ctx.saved_tensors
         first = x[0] == m
         second = (x[1] == m).logical_and_(first.logical_not())
-        third = first.logical_or(second).logical_not_()
         grad = torch.empty_like(x)
-        for i, mask in enumerate((first, second, third)):
-            torch.mul(g, mask, out=grad[i])
+        torch.mul(g, first.to(g.dtype), out=grad[0])  # float masks: faster than where() or bool products
+        torch.mul(g, second.to(g.dtype), out=grad[1])
+        torch.sub(g, grad[0], out=grad[2]).sub_(grad[1])  # g where neither, else exactly 0
         return grad
 
 
@@ -166,7 +168,7 @@ class EnsembleEncoder(nn.Module):
             msg = f"window_size={window_size} is too small for kernel_size={kernel_size}."
             raise ValueError(msg)
         self.n_ensemble, self.c_hid, self.latent_dim, self.dropout = n_ensemble, c_hid, latent_dim, dropout
-        self.kernel_size, self.n_pooled = kernel_size, pooled * pooled
+        self.window_size, self.kernel_size, self.n_pooled = window_size, kernel_size, pooled * pooled
         self.conv = nn.Conv2d(in_channels, n_ensemble * c_hid, kernel_size)
         self.bn = nn.BatchNorm2d(n_ensemble * c_hid)
         flat = c_hid * self.n_pooled
@@ -204,6 +206,18 @@ class EnsembleEncoder(nn.Module):
         side = x.shape[2] - self.kernel_size + 1
         region = 3 * (round(self.n_pooled**0.5) - 1) + self.kernel_size
         total, squares, high, low = _ConvSummaryFn.apply(x, self.conv.weight, self.conv.bias, self.kernel_size, region)
+        return ConvSummary(total=total, squares=squares, high=high, low=low, positions=side * side)
+
+    def summarize_lattice(self, features: torch.Tensor, medians: torch.Tensor, index: torch.Tensor) -> ConvSummary:
+        """:meth:`summarize` of the windows with index rows ``index`` (B, w * w) and medians (B, C).
+
+        Computed with one convolution per distinct lattice cell (:mod:`aestetik._lattice_conv`) instead of
+        one per window position.
+        """
+        side = self.window_size - self.kernel_size + 1
+        total, squares, high, low = lattice_conv_summary(
+            features, medians, index, self.conv.weight, self.conv.bias, window_size=self.window_size
+        )
         return ConvSummary(total=total, squares=squares, high=high, low=low, positions=side * side)
 
     @staticmethod
@@ -334,7 +348,10 @@ class EnsembleDecoder(nn.Module):
             linear_map = self.constant_map()  # (E, c_hid, C * w * w)
             scale, shift = self._folded_batch_norm(h, linear_map)
             weight = linear_map * scale.repeat_interleave(positions, dim=1)[:, None, :]
-            pre = torch.baddbmm(shift.repeat_interleave(positions, dim=1)[:, None, :], h, weight)
+            # the shift as one more input row of ones: one matmul, no broadcast copy of the shift
+            ones = torch.ones((e, n, 1), dtype=h.dtype, device=h.device)
+            weight = torch.cat([weight, shift.repeat_interleave(positions, dim=1)[:, None, :]], dim=1)
+            pre = torch.bmm(torch.cat([h, ones], dim=2), weight)
             # the sigmoid is increasing, so the median of the members' sigmoids is the sigmoid of their median
             return torch.sigmoid(ensemble_median(pre)).reshape(n, self.out_channels, self.window_size, self.window_size)
         else:

@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ._grid import gather_windows
+from ._grid import gather_windows, window_medians
 from ._loss import LossOutput, aestetik_loss
 from ._memory import CACHE_BYTES
 from ._network import AestetikNetwork, ensemble_median
@@ -94,7 +94,7 @@ class AestetikModule(L.LightningModule):
         self.register_buffer("features", torch.as_tensor(features, dtype=torch.float32), persistent=False)
         self.register_buffer("index", torch.as_tensor(index, dtype=torch.int32), persistent=False)
         self.cache_bytes, self.partners = cache_bytes, partners
-        self._window_cache: torch.Tensor | None = None
+        self._median_cache: torch.Tensor | None = None
         kw = {"n_repeats": n_repeats, "multi_triplet": multi_triplet}
         self.sampler_t = TripletSampler(labels_transcriptomics, **kw) if self.w_t > 0 and triplet_alpha else None
         self.sampler_m = TripletSampler(labels_morphology, **kw) if self.w_m > 0 and triplet_alpha else None
@@ -105,22 +105,27 @@ class AestetikModule(L.LightningModule):
             if s is not None:
                 s.to(self.device)
 
-    def windows(self, spots: torch.Tensor) -> torch.Tensor:
-        """Filled (N, C, w, w) windows of ``spots``.
+    @property
+    def medians(self) -> torch.Tensor:
+        """(n, C) per-window, per-channel medians: the value of every window's empty positions.
 
-        When all windows fit in ``cache_bytes`` they are filled once per device and indexed afterwards,
-        otherwise each call gathers and median-fills the requested rows of the index.
+        The features do not change during training, so they are computed once per device (in chunks).
         """
-        n, c = self.features.shape
-        if n * c * self.window_size**2 * 4 > self.cache_bytes:
-            return gather_windows(self.features, self.index[spots], self.window_size)
-        cache = self._window_cache
+        cache = self._median_cache
         if cache is None or cache.device != self.features.device:
             with torch.no_grad():
-                rows = torch.arange(n, device=self.features.device).split(1 << 16)
-                cache = torch.cat([gather_windows(self.features, self.index[r], self.window_size) for r in rows])
-            self._window_cache = cache
-        return cache[spots]
+                rows = torch.arange(self.features.shape[0], device=self.features.device).split(1 << 16)
+                cache = torch.cat([window_medians(self.features, self.index[r]) for r in rows])
+            self._median_cache = cache
+        return cache
+
+    def windows(self, spots: torch.Tensor) -> torch.Tensor:
+        """Filled (N, C, w, w) windows of ``spots``."""
+        return gather_windows(self.features, self.index[spots], self.window_size, self.medians[spots])
+
+    def summarize(self, spots: torch.Tensor):
+        """Convolution summaries of ``spots`` (one convolution per distinct lattice cell of their windows)."""
+        return self.network.encoder.summarize_lattice(self.features, self.medians[spots], self.index[spots])
 
     def step_loss(self, anchors: torch.Tensor) -> LossOutput:
         """Loss of one batch of anchor indices."""
@@ -131,16 +136,15 @@ class AestetikModule(L.LightningModule):
                 groups.extend(p.reshape(-1) for p in sampler.sample(anchors, within=within))
         occurrences = torch.cat(groups)
         spots, inverse = torch.unique(occurrences, return_inverse=True)
-        x = self.windows(spots)
         encoder = self.network.encoder
-        summary = encoder.summarize(x)  # one convolution per distinct spot
+        summary = self.summarize(spots)  # each spot's convolution once, each lattice cell once
         feats = []
         for rows in inverse.split([g.shape[0] for g in groups]):
             # as the reference, anchors, positives and negatives are normalised as separate batches
             stats = encoder.batch_stats(summary, rows)
             encoder.update_running_stats(stats, rows.shape[0] * summary.positions)
             feats.append(encoder.pooled(summary, rows, stats))
-        mask = encoder.sample_mask(occurrences.shape[0], device=x.device)
+        mask = encoder.sample_mask(occurrences.shape[0], device=anchors.device)
         z = ensemble_median(encoder.head(torch.cat(feats, dim=1), mask))
         b = anchors.shape[0]
         z_anchor, rest = z[:b], z[b:]
@@ -152,7 +156,7 @@ class AestetikModule(L.LightningModule):
             s = sampler.n_partners
             pos, neg, rest = rest[: b * s], rest[b * s : 2 * b * s], rest[2 * b * s :]
             partners.append((pos.reshape(b, s, -1), neg.reshape(b, s, -1)))
-        x_anchor = x[inverse[:b]]
+        x_anchor = self.windows(anchors)
         reconstruction = self.network.decoder(z_anchor)
         return aestetik_loss(
             x_anchor,
@@ -196,7 +200,7 @@ class AestetikModule(L.LightningModule):
         keep = n * encoder.conv.out_channels * (2 + 2 * encoder.n_pooled) * 4 <= self.cache_bytes
         summaries, total, squares = [], 0.0, 0.0
         for c in chunks:  # statistics of all spots, accumulated in chunks
-            sm = encoder.summarize(self.windows(c))
+            sm = self.summarize(c)
             total = total + sm.total.double().sum(0)
             squares = squares + sm.squares.double().sum(0)
             if keep:
@@ -205,7 +209,7 @@ class AestetikModule(L.LightningModule):
         out = torch.empty((n, encoder.latent_dim), dtype=torch.float32)
         gen = torch.Generator(device=self.device).manual_seed(seed)
         for i, spots in enumerate(chunks):
-            sm = summaries[i] if keep else encoder.summarize(self.windows(spots))
+            sm = summaries[i] if keep else self.summarize(spots)
             feats = encoder.pooled(sm, torch.arange(spots.shape[0], device=self.device), stats)  # (E, N, H, P)
             if n_mc_samples == 0 or encoder.dropout <= 0:
                 out[spots.cpu()] = ensemble_median(encoder.head(feats, None)).float().cpu()

@@ -296,6 +296,7 @@ def fit(
     import torch
 
     from aestetik import __version__
+    from aestetik._allocator import keep_freed_memory
     from aestetik._training import AnchorBatches, LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
 
     assert_not_view(adata, copy=copy)
@@ -371,7 +372,7 @@ def fit(
         f"training AESTETIK on {n} spots for {max_epochs} epochs (w_t={weights[0]:g}, w_m={weights[1]:g})"
     )
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda), quiet_lightning():
+    with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
         torch.manual_seed(random_state)
         module = build_module(adata, prepare_key, params, weights)
         history = LossHistory()

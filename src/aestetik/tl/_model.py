@@ -375,6 +375,7 @@ def embed(
     import torch
 
     from aestetik import __version__
+    from aestetik._allocator import keep_freed_memory
     from aestetik._training import make_trainer, quiet_lightning
 
     # --- validate everything before touching adata
@@ -408,7 +409,7 @@ def embed(
         f"embedding {adata.n_obs} spots with the model `adata.uns[{key!r}]['fit']` ({n_mc_samples} passes)"
     )
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda), quiet_lightning():
+    with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
         device = make_trainer(
             max_epochs=1, accelerator=accelerator, devices=1, show_progress_bar=False, callbacks=[]
         ).strategy.root_device

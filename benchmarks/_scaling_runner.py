@@ -133,6 +133,7 @@ def main() -> int:
                 for k in ("n_transcriptomics", "n_morphology", "n_clusters_transcriptomics", "n_clusters_morphology")
             }
             record["prepare"]["window_size"] = int(prep["params"]["window_size"])
+            record["prepare"]["lattice_type"] = str(prep["lattice_type"])
             # the device fit will pick (overwritten below by the one it reports), so a failed fit still names it
             record["device"] = (
                 f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"

@@ -87,6 +87,7 @@ def training_flops(
     latent_dim: int = 16,
     n_ensemble: int = 3,
     within_batch: bool = False,
+    cells_per_spot: float = 2.0,
 ) -> dict[str, float]:
     """Dominant floating-point operations of ``ae.tl.fit``'s training loop (a multiply-add counts 2).
 
@@ -99,8 +100,13 @@ def training_flops(
     ``c = w - k + 1``, see ``src/aestetik/_training.py`` (``AestetikModule.step_loss``) and
     ``src/aestetik/_network.py``:
 
-    * ``conv``: the encoder convolution, once per distinct spot, forward and weight gradient (the windows need
-      no input gradient): ``2 * 2 * U * (E * H) * (C * k * k) * c**2``;
+    * ``conv``: the encoder convolution, forward and weight gradient (the windows need no input gradient), once
+      per distinct lattice cell of the step's windows (``src/aestetik/_lattice_conv.py``): a cell is an output
+      position of ``c**2`` windows, so of the ``cells_per_spot * n`` cells (2 on a hexagonal lattice, whose
+      windows are half empty, 1 on a square one) ``V = cells_per_spot * n * (1 - (1 - U / n) ** c**2)``
+      (at most ``U * c**2``) are convolved: ``2 * 2 * V * (E * H) * (C * k * k)``, plus the empty-position
+      term ``2 * 2 * U * (E * H) * k * k * (C + c**2)``. (Per window, as the reference computes it, the
+      convolution would take ``2 * 2 * U * (E * H) * (C * k * k) * c**2``.)
     * ``encoder_linear``: the per-occurrence head ``(E, O, H * P) @ (E, H * P, L)``, forward, input and weight
       gradients: ``3 * 2 * E * O * H * P * L``;
     * ``decoder_linear``: ``(b, L) @ (E, L, H * P)`` for the anchors, 3 passes: ``3 * 2 * E * b * L * H * P``;
@@ -120,7 +126,8 @@ def training_flops(
         b = min(batch_size, n - i * batch_size)
         occ = b * (1 + partners_per_anchor)
         u = float(b) if within_batch else expected_distinct(n, b, occ)
-        parts["conv"] += 2 * 2 * u * (e * h) * (c * k * k) * conv_out**2
+        cells = min(u * conv_out**2, cells_per_spot * n * (1.0 - (1.0 - u / n) ** (conv_out**2)))
+        parts["conv"] += 2 * 2 * cells * (e * h) * (c * k * k) + 2 * 2 * u * (e * h) * k * k * (c + conv_out**2)
         parts["encoder_linear"] += 3 * 2 * e * occ * h * p * lat
         parts["decoder_linear"] += 3 * 2 * e * b * lat * h * p
         if pooled == 1:
@@ -155,6 +162,7 @@ def _flops_of(record: dict) -> dict[str, float] | None:
         latent_dim=fp["latent_dim"],
         n_ensemble=fp["n_ensemble"],
         within_batch=fp.get("partners", "all") == "batch",
+        cells_per_spot=1.0 if prep.get("lattice_type") == "square" else 2.0,
     )
 
 

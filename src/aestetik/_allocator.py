@@ -38,6 +38,16 @@ def _glibc():
     return libc
 
 
+def release_free_memory() -> None:
+    """Return the heap's free memory to the system (``malloc_trim``), e.g. between training and embedding.
+
+    Memory kept for one phase's allocation pattern would otherwise add to the next phase's peak.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 @contextmanager
 def keep_freed_memory(*, enabled: bool = True):
     """Within the block, glibc keeps freed memory for reuse instead of returning it to the system."""

@@ -296,7 +296,7 @@ def fit(
     import torch
 
     from aestetik import __version__
-    from aestetik._allocator import keep_freed_memory
+    from aestetik._allocator import keep_freed_memory, release_free_memory
     from aestetik._training import AnchorBatches, LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
 
     assert_not_view(adata, copy=copy)
@@ -391,6 +391,7 @@ def fit(
             msg = "Training was interrupted; nothing was written to the AnnData."
             raise KeyboardInterrupt(msg)
         t1 = time.perf_counter()
+        release_free_memory()  # what training kept for reuse would add to the embedding's peak
         device = trainer.strategy.root_device
         module.to(device)
         embedding = module.embed(n_mc_samples, seed=random_state)

@@ -138,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: fit's (100)")
     p.add_argument("--mc-passes", type=int, default=None, help="default: fit's (1000)")
     p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument(
+        "--merge", action="store_true", help="keep the other configurations' records (and baseline) from --results"
+    )
     p.add_argument("--worker", nargs=2, metavar=("CONFIG", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -160,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with ThreadPoolExecutor(args.jobs) as pool:
         records = list(pool.map(lambda cs: run(*cs), [(c, s) for c in args.configs for s in args.seeds]))
-    baseline = [scanpy_baseline(s) for s in args.seeds]
+    previous = args.results / "dlpfc_defaults.json"
+    if args.merge and previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["records"] if r["config"] not in args.configs]
+        records = kept + records
+        args.configs = [c for c in CONFIGS if any(r["config"] == c for r in records)]
+        baseline = old["scanpy_leiden"]
+    else:
+        baseline = [scanpy_baseline(s) for s in args.seeds]
 
     device = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {args.threads} thread(s) per run, {args.jobs} run(s) at a time"
     lines = [

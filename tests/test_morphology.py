@@ -11,6 +11,7 @@ import pytest
 from _data import make_small
 
 import aestetik as ae
+from aestetik import _image_features as F
 from aestetik.pp import _morphology as M
 
 SCALEF = 0.5  # hires
@@ -65,9 +66,9 @@ def _assert_unchanged(adata, snap):
 def _boxes(adata, spot_scale: float = 1.0, image_key: str = "hires"):
     image = adata.uns["spatial"]["lib"]["images"][image_key]
     scalef = adata.uns["spatial"]["lib"]["scalefactors"][f"tissue_{image_key}_scalef"]
-    side = M.patch_side(DIAMETER, scalef, spot_scale)
+    side = F.patch_side(DIAMETER, scalef, spot_scale)
     centres = adata.obsm["spatial"][:, ::-1] * scalef
-    start, status = M.patch_boxes(centres, side, image.shape[:2])
+    start, status = F.patch_boxes(centres, side, image.shape[:2])
     return image, centres, side, start, status
 
 
@@ -84,7 +85,7 @@ def test_patches_match_numpy_crops():
     image, centres, side, start, status = _boxes(adata)
     assert side == 5
     np.testing.assert_array_equal(status, [0] * (len(status) - 3) + [1, 1, 2])
-    patches = M.gather_patches(image, start, side)
+    patches = F.gather_patches(image, start, side)
     for i in np.flatnonzero(status == 0):
         cy, cx = (int(v) for v in centres[i])  # odd side: the centre pixel is floor(c), as squidpy
         np.testing.assert_array_equal(patches[i], image[cy - 2 : cy + 3, cx - 2 : cx + 3])
@@ -95,11 +96,11 @@ def test_patches_match_numpy_crops():
         patches[-3], np.pad(image[cy - 2 : cy + 3, 0:4], ((0, 0), (1, 0), (0, 0)), mode="edge")
     )
     # even side: the side x side window whose centre is nearest the spot centre
-    even = M.patch_side(DIAMETER, SCALEF, 0.8)
+    even = F.patch_side(DIAMETER, SCALEF, 0.8)
     assert even == 4
-    s, _ = M.patch_boxes(centres, even, image.shape[:2])
+    s, _ = F.patch_boxes(centres, even, image.shape[:2])
     assert np.all(np.abs(s + even / 2 - centres) <= 0.5)
-    assert M.patch_side(DIAMETER, SCALEF, 0.01) == 1
+    assert F.patch_side(DIAMETER, SCALEF, 0.01) == 1
 
 
 def test_features_equal_squidpy():
@@ -121,13 +122,13 @@ def test_features_equal_squidpy():
         n_jobs=1,
         show_progress_bar=False,
     )
-    patches = M.gather_patches(image, start[spots], side)
-    for name, f in M._FUNCTIONS.items():
+    patches = F.gather_patches(image, start[spots], side)
+    for name, f in F._FUNCTIONS.items():
         mine = f(patches) * (side * side if name == "histogram" else 1)  # fractions of the patch pixels
-        np.testing.assert_allclose(mine, ref[M._feature_names([name])].to_numpy(float), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(mine, ref[F._feature_names([name])].to_numpy(float), rtol=1e-10, atol=1e-10)
     # clipped spots use only the part inside the image
     lib = M._libraries(adata, img=None, library_id=None, library_key=None, image_key=None, spatial_key="spatial")[0]
-    fn = M._resolve_method(["summary", "texture"])[0]
+    fn = F._resolve_method(["summary", "texture"])[0]
     feats, st = M._library_features(lib, side, fn, exact=True, batch_size=8, what="")
     cy = int(centres[-3][0])
     part = sq.im.ImageContainer(image[cy - 2 : cy + 3, 0:4], layer="hires")
@@ -171,7 +172,7 @@ def test_imputation_and_pca_are_exact():
     image, _, side, start, status = _boxes(adata)
     with pytest.warns(UserWarning, match="no pixel"):
         ae.pp.morphology(adata, method=_mean_features, spot_scale=1.0, n_components=3)
-    feats = _mean_features(M.gather_patches(image, start, side))  # clipped ones padded by border pixels
+    feats = _mean_features(F.gather_patches(image, start, side))  # clipped ones padded by border pixels
     inside = status != 2
     feats[~inside] = np.median(feats[inside], axis=0)
     z = (feats - feats[inside].mean(0)) / feats[inside].std(0)
@@ -251,7 +252,7 @@ def test_several_libraries():
     feats = []
     for part in (a, b):
         image, _, side, start, _ = _boxes(part, spot_scale=2.0)
-        feats.append(_mean_features(M.gather_patches(image, start, side)))
+        feats.append(_mean_features(F.gather_patches(image, start, side)))
     feats = np.concatenate(feats)
     z = (feats - feats.mean(0)) / feats.std(0)
     np.testing.assert_allclose(_pairwise(adata.obsm["X_morphology"]), _pairwise(z), atol=1e-4)

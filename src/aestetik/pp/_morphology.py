@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,22 +11,24 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._validation import _listing, assert_choice, assert_int, assert_not_view, assert_obs_key
+from aestetik._image_features import (
+    _CLIPPED,
+    _INSIDE,
+    _OUTSIDE,
+    _call,
+    _resolve_method,
+    gather_patches,
+    patch_boxes,
+    patch_side,
+)
+from aestetik._validation import _listing, assert_int, assert_not_view, assert_obs_key
 
 if TYPE_CHECKING:
     from anndata import AnnData
     from squidpy.im import ImageContainer
 
-FEATURES = ("summary", "histogram", "texture")
-"""Names of the squidpy image features :func:`morphology` computes (vectorised, equal to squidpy's)."""
-_QUANTILES = (0.9, 0.5, 0.1)  # squidpy's ``features_summary`` defaults
-_BINS = 10  # squidpy's ``features_histogram`` default
-_PROPS = ("contrast", "dissimilarity", "homogeneity", "correlation", "ASM")  # squidpy's ``features_texture``
-_ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)  # at distance 1
-_OFFSETS = tuple((round(np.sin(a)), round(np.cos(a))) for a in _ANGLES)  # (row, col) step, as skimage's graycomatrix
 _MAX_OUTSIDE = 0.5  # above this fraction of spot centres outside the image the scale factors are wrong
 _MIN_SPACING = 0.5  # nearest-neighbour spacing / spot diameter below which coordinates look already scaled
-_INSIDE, _CLIPPED, _OUTSIDE = 0, 1, 2
 
 
 def morphology_keys(key_added: str) -> tuple[str, str]:
@@ -229,160 +230,6 @@ def _check_scale(lib: _Library, xy: np.ndarray, *, spatial_key: str) -> None:
             "inside); fix the scale factor, the coordinates or `image_key`."
         )
         raise ValueError(msg)
-
-
-def patch_side(diameter: float, scalef: float, spot_scale: float) -> int:
-    """Side of the square patch in image pixels: ``diameter * scalef * spot_scale`` rounded half up, at least 1."""
-    return max(1, int(np.floor(diameter * scalef * spot_scale + 0.5)))
-
-
-def patch_boxes(centres: np.ndarray, side: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """First (row, col) pixel of every patch and its status (0 inside, 1 clipped by the border, 2 outside)."""
-    start = np.floor(centres - side / 2 + 0.5).astype(np.int64)
-    stop = start + side
-    bounds = np.asarray(shape[:2])
-    inside = (start >= 0).all(axis=1) & (stop <= bounds).all(axis=1)
-    outside = (stop <= 0).any(axis=1) | (start >= bounds).any(axis=1)
-    return start, np.where(inside, _INSIDE, np.where(outside, _OUTSIDE, _CLIPPED))
-
-
-def gather_patches(image: np.ndarray, start: np.ndarray, side: int) -> np.ndarray:
-    """(b, side, side, 3) patches; pixels beyond the border repeat the nearest border pixel."""
-    offsets = np.arange(side)
-    rows = np.clip(start[:, :1] + offsets, 0, image.shape[0] - 1)
-    cols = np.clip(start[:, 1:] + offsets, 0, image.shape[1] - 1)
-    return image[rows[:, :, None], cols[:, None, :]]
-
-
-def summary_features(p: np.ndarray) -> np.ndarray:
-    """Per patch of ``p`` (b, h, w, c), squidpy's ``features_summary``: per channel quantiles 0.9/0.5/0.1, mean, std."""
-    x = p.reshape(p.shape[0], -1, p.shape[-1])
-    q = np.moveaxis(np.quantile(x, _QUANTILES, axis=1), 0, -1)
-    return np.concatenate([q, x.mean(axis=1)[..., None], x.std(axis=1)[..., None]], axis=2).reshape(len(p), -1)
-
-
-def histogram_features(p: np.ndarray) -> np.ndarray:
-    """Per patch, squidpy's ``features_histogram`` (10 bins per channel over the dtype range) as pixel fractions."""
-    b, c = p.shape[0], p.shape[-1]
-    hi = 255 if p.dtype == np.uint8 else 1.0
-    edges = np.linspace(0, hi, _BINS + 1)
-    idx = np.clip(np.searchsorted(edges, p.reshape(b, -1, c), side="right") - 1, 0, _BINS - 1)
-    codes = (np.arange(b)[:, None, None] * c + np.arange(c)) * _BINS + idx
-    counts = np.bincount(codes.ravel(), minlength=b * c * _BINS).reshape(b, c * _BINS)
-    return counts / (p.shape[1] * p.shape[2])
-
-
-def _glcm_props(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """The ``graycoprops`` of skimage for the co-occurrence matrix of the pairs (i, j) along the last axis."""
-    m = i.shape[-1]
-    out = np.zeros((*i.shape[:-1], len(_PROPS)))
-    if m == 0:  # skimage: an empty matrix gives 0, and correlation 1
-        out[..., 3] = 1.0
-        return out
-    d = (i - j).astype(np.float64)
-    out[..., 0] = (d**2).mean(-1)
-    out[..., 1] = np.abs(d).mean(-1)
-    out[..., 2] = (1.0 / (1.0 + d**2)).mean(-1)
-    di = i - i.mean(-1, keepdims=True)
-    dj = j - j.mean(-1, keepdims=True)
-    std_i, std_j = np.sqrt((di**2).mean(-1)), np.sqrt((dj**2).mean(-1))
-    flat = (std_i < 1e-15) | (std_j < 1e-15)
-    out[..., 3] = np.where(flat, 1.0, (di * dj).mean(-1) / np.where(flat, 1.0, std_i * std_j))
-    codes = np.sort(i.astype(np.int32) * 256 + j.astype(np.int32), axis=-1)
-    new = np.ones(codes.shape, dtype=bool)
-    new[..., 1:] = codes[..., 1:] != codes[..., :-1]
-    pos = np.arange(m)
-    run = pos - np.maximum.accumulate(np.where(new, pos, 0), axis=-1)  # index within each run of equal pairs
-    out[..., 4] = (2 * run + 1).sum(-1) / m**2  # sum of squared run lengths / m^2
-    return out
-
-
-def texture_features(p: np.ndarray) -> np.ndarray:
-    """Per patch, squidpy's ``features_texture`` (GLCM at distance 1, 4 angles, 256 levels), vectorised."""
-    if p.dtype != np.uint8:
-        from skimage.util import img_as_ubyte
-
-        p = img_as_ubyte(p)
-    b, h, w, c = p.shape
-    g = np.moveaxis(p, -1, 1).astype(np.float64)
-    out = np.empty((b, c, len(_PROPS), len(_OFFSETS)))
-    for a, (dr, dc) in enumerate(_OFFSETS):
-        r0, r1, c0, c1 = max(0, -dr), min(h, h - dr), max(0, -dc), min(w, w - dc)
-        i = g[:, :, r0:r1, c0:c1].reshape(b, c, -1)
-        j = g[:, :, r0 + dr : r1 + dr, c0 + dc : c1 + dc].reshape(b, c, -1)
-        out[..., a] = _glcm_props(i, j)
-    return out.reshape(b, -1)
-
-
-_FUNCTIONS = {"summary": summary_features, "histogram": histogram_features, "texture": texture_features}
-
-
-def _feature_names(names: Sequence[str], n_channels: int = 3) -> list[str]:
-    """The feature names of squidpy, in the order of the columns."""
-    out = []
-    for name in names:
-        for ch in range(n_channels):
-            if name == "summary":
-                out += [f"summary_ch-{ch}_quantile-{q}" for q in _QUANTILES] + [
-                    f"summary_ch-{ch}_{s}" for s in ("mean", "std")
-                ]
-            elif name == "histogram":
-                out += [f"histogram_ch-{ch}_bin-{i}" for i in range(_BINS)]
-            else:
-                out += [f"texture_ch-{ch}_{p}_dist-1_angle-{a:.2f}" for p in _PROPS for a in _ANGLES]
-    return out
-
-
-def _resolve_method(method: Any) -> tuple[Callable[[np.ndarray], np.ndarray], str, bool, list[str] | None]:
-    """Feature function of a batch of patches, its description, whether clipped patches are cut exactly, names."""
-    if isinstance(method, str) or (
-        isinstance(method, Sequence) and not isinstance(method, str) and all(isinstance(m, str) for m in method)
-    ):
-        names = [method] if isinstance(method, str) else list(method)
-        if not names or len(set(names)) != len(names):
-            msg = f"`method` must name distinct features of {FEATURES}, got {method!r}."
-            raise ValueError(msg)
-        for name in names:
-            assert_choice(name, FEATURES, name="method")
-        fns = [_FUNCTIONS[n] for n in names]
-        return (lambda p: np.concatenate([f(p) for f in fns], axis=1)), "+".join(names), True, _feature_names(names)
-    torch = sys.modules.get("torch")  # a torch.nn.Module exists only once torch is imported; spare the import
-    if torch is not None and isinstance(method, torch.nn.Module):
-        return _module_features(method), f"torch.nn.Module:{type(method).__name__}", False, None
-    if callable(method):
-        return method, f"callable:{getattr(method, '__name__', type(method).__name__)}", False, None
-    msg = f"`method` must be one of {FEATURES}, a list of them, a callable or a torch.nn.Module; got {type(method).__name__}."
-    raise TypeError(msg)
-
-
-def _module_features(module: Any) -> Callable[[np.ndarray], np.ndarray]:
-    import torch
-
-    first = next(iter([*module.parameters(), *module.buffers()]), None)
-    device = first.device if first is not None else torch.device("cpu")
-    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
-
-    def features(p: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(p)).to(device).permute(0, 3, 1, 2)
-        x = x.to(dtype) / 255 if p.dtype == np.uint8 else x.to(dtype)
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                out = module(x)
-        finally:
-            module.train(was_training)
-        return out.reshape(len(p), -1).float().cpu().numpy()
-
-    return features
-
-
-def _call(fn: Callable[[np.ndarray], np.ndarray], p: np.ndarray, *, what: str) -> np.ndarray:
-    out = np.asarray(fn(p))
-    if out.ndim != 2 or out.shape[0] != len(p) or out.shape[1] == 0 or not np.issubdtype(out.dtype, np.number):
-        msg = f"`method` ({what}) returned shape {out.shape} ({out.dtype}) for {len(p)} patches; expected a numeric (b, f) array, f >= 1."
-        raise ValueError(msg)
-    return out.astype(np.float64)
 
 
 def _library_features(

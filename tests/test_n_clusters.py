@@ -8,8 +8,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik import _clustering
-from aestetik._clustering import choose_n_clusters, pairwise_shared_ari, stability_curve
+from aestetik import _stability
+from aestetik._stability import choose_n_clusters, pairwise_shared_ari, stability_curve
 from aestetik.tl._cluster import n_cluster_candidates
 
 
@@ -103,7 +103,7 @@ def test_choose_largest_within_tolerance():
 
 def test_stability_curve_base_sample_and_determinism(monkeypatch):
     x = blob_adata(corners(3)).obsm["X_aestetik"]
-    monkeypatch.setattr(_clustering, "STABILITY_MAX_SPOTS", 60)
+    monkeypatch.setattr(_stability, "STABILITY_MAX_SPOTS", 60)
     one = stability_curve(x, [2, 3, 4], method="kmeans", n_resamples=3, random_state=1)
     two = stability_curve(x, [4, 3, 2], method="kmeans", n_resamples=3, random_state=1)
     assert one.n_spots == 60

@@ -28,10 +28,13 @@ def _faults_of_repeated_allocations(n: int = 5, mb: int = 64) -> int:
 @glibc
 def test_freed_memory_is_reused_inside_the_block():
     pages = 5 * (64 << 20) // 4096
+    outside = _faults_of_repeated_allocations()  # 64 MB is above glibc's largest mmap threshold
     with keep_freed_memory():
         _faults_of_repeated_allocations()  # the heap grows once
         inside = _faults_of_repeated_allocations()
-    assert inside < pages // 20  # then the block reuses the freed memory
+    assert outside > pages // 2  # every allocation faults its pages in again
+    # the block reuses the freed memory (one allocation may still land in a fresh arena of another thread's)
+    assert inside <= pages // 4
 
 
 def test_nesting_and_disabled():
@@ -47,11 +50,11 @@ def test_release_returns_kept_memory():
     """After release_free_memory the kept memory is gone: allocating again faults its pages in."""
     pages = (64 << 20) // 4096
     with keep_freed_memory():
-        _faults_of_repeated_allocations(n=1)  # the heap grows once
-        kept = _faults_of_repeated_allocations(n=1)
+        _faults_of_repeated_allocations(n=4)  # the heap grows once
+        kept = _faults_of_repeated_allocations(n=4)
         release_free_memory()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         torch.ones(64 << 18)
         released = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert kept < pages // 20
+    assert kept <= pages  # at most one of the four allocations faulted
     assert released > pages // 2

@@ -13,11 +13,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"default, RNA only": {"morphology_key": None}, "default": {}}
@@ -68,13 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.n_seeds, args.threads)))
         return 0
-    env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    env = thread_env(args.threads)
 
     def run(config: str) -> dict:
         cmd = [sys.executable, __file__, "--worker", config, "--n-seeds", str(args.n_seeds)]
         cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return run_worker(cmd, env)
 
     with ThreadPoolExecutor(args.jobs) as pool:
         records = list(pool.map(run, args.configs))
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['pairwise_ari_mean']:.3f}, {r['pairwise_ari_min']:.3f} | {r['mean_confidence']:.3f} "
             f"| {r['seconds']:.0f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "dlpfc_consensus.md").write_text(table + "\n")
-    (args.results / "dlpfc_consensus.json").write_text(json.dumps({"device": device, "records": records}, indent=1))
+    write_results(args.results, "dlpfc_consensus", "\n".join(lines), {"device": device, "records": records})
     return 0
 
 

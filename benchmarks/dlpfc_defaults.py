@@ -15,11 +15,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(record))
         return 0
 
-    env = {**os.environ, **{k: str(args.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+    env = thread_env(args.threads)
 
     def run(config: str, seed: int) -> dict:
         cmd = [sys.executable, __file__, "--worker", config, str(seed), "--threads", str(args.threads)]
@@ -156,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--epochs", str(args.epochs)]
         if args.mc_passes is not None:
             cmd += ["--mc-passes", str(args.mc_passes)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        record = json.loads(out.strip().splitlines()[-1])
+        record = run_worker(cmd, env)
         print(f"{config} seed {seed}: ARI {record['ari']:.3f}", flush=True)
         return record
 
@@ -193,14 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| scanpy PCA + Leiden (7 clusters) | {_ms(baseline)} | {min(baseline):.3f} | {max(baseline):.3f} "
         f"| {max(baseline) - min(baseline):.3f} | - | - | - |"
     )
-    table = "\n".join(lines)
-    print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "dlpfc_defaults.md").write_text(table + "\n")
     slim = [{k: v for k, v in r.items() if k != "labels"} for r in records]
-    (args.results / "dlpfc_defaults.json").write_text(
-        json.dumps({"device": device, "records": slim, "scanpy_leiden": baseline}, indent=1)
-    )
+    payload = {"device": device, "records": slim, "scanpy_leiden": baseline}
+    write_results(args.results, "dlpfc_defaults", "\n".join(lines), payload)
     return 0
 
 

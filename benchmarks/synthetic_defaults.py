@@ -15,11 +15,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 
@@ -85,12 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]), args.n_spots)))
         return 0
 
-    env = {**os.environ, **dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"), "1")}
+    env = thread_env(1)
 
     def run(setting: str, config: str, section: int) -> dict:
         cmd = [sys.executable, __file__, "--worker", setting, config, str(section), "--n-spots", str(args.n_spots)]
-        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-        record = json.loads(out.strip().splitlines()[-1])
+        record = run_worker(cmd, env)
         print(f"{setting} | {config} | section {section}: ARI {record['ari']:.3f}", flush=True)
         return record
 
@@ -116,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {setting} | {config} | {np.mean(a):.3f} | {min(a):.3f} | {max(a):.3f} | {pt:.3f} / {pm:.3f} |"
             )
-    table = "\n".join(lines)
-    print(table)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "synthetic_defaults.md").write_text(table + "\n")
-    (args.results / "synthetic_defaults.json").write_text(json.dumps({"device": device, "records": records}, indent=1))
+    write_results(args.results, "synthetic_defaults", "\n".join(lines), {"device": device, "records": records})
     return 0
 
 

@@ -1,0 +1,29 @@
+"""Helpers shared by the benchmark scripts: worker processes and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a worker process limited to ``threads`` threads."""
+    return {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
+
+
+def run_worker(cmd: list[str], env: dict[str, str]) -> dict:
+    """Run a worker process and return the JSON record on the last line of its output."""
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def write_results(directory: Path, name: str, table: str, payload: dict) -> None:
+    """Print the markdown ``table`` and write ``<directory>/<name>.md`` and ``<name>.json``."""
+    print(table)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.md").write_text(table + "\n")
+    (directory / f"{name}.json").write_text(json.dumps(payload, indent=1))

@@ -38,14 +38,14 @@ def _glibc():
     return libc
 
 
-def release_free_memory() -> None:
+def release_free_memory() -> bool:
     """Return the heap's free memory to the system (``malloc_trim``), e.g. between training and embedding.
 
-    Memory kept for one phase's allocation pattern would otherwise add to the next phase's peak.
+    Memory kept for one phase's allocation pattern would otherwise add to the next phase's peak. True when
+    glibc gave memory back.
     """
     libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 @contextmanager

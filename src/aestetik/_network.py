@@ -79,56 +79,6 @@ class _Median3Fn(torch.autograd.Function):
         return grad
 
 
-class _ConvSummaryFn(torch.autograd.Function):
-    """Convolution -> per-spot sums, sums of squares and max-/min-pooled maps, with a one-pass backward.
-
-    The pooled windows (kernel ``k``, stride 3) only cover the top-left ``region`` x ``region`` corner of the
-    convolution output, so only that corner is pooled; the backward pass builds the gradient of the
-    convolution output once (``g_total + 2 h g_squares`` plus a scatter at the pooled positions) instead of
-    autograd's chain of full-size temporaries.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, kernel_size: int, region: int):
-        h = F.conv2d(x, weight, bias)
-        n, o, side = h.shape[0], h.shape[1], h.shape[2]
-        flat = h.reshape(n, o, side * side)
-        corner = h[:, :, :region, :region]
-        high, i_high = F.max_pool2d(corner, kernel_size, stride=3, return_indices=True)
-        low, i_low = F.max_pool2d(-corner, kernel_size, stride=3, return_indices=True)
-        # indices into the corner's region x region map -> into the side x side map
-        i_high = (i_high // region) * side + i_high % region
-        i_low = (i_low // region) * side + i_low % region
-        ctx.save_for_backward(x, weight, i_high.reshape(n, o, -1), i_low.reshape(n, o, -1))
-        ctx.flat = flat
-        return flat.sum(-1), torch.linalg.vecdot(flat, flat), high.reshape(n, o, -1), -low.reshape(n, o, -1)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g_total, g_squares, g_high, g_low):
-        x, weight, i_high, i_low = ctx.saved_tensors
-        flat = ctx.flat
-        n, o, positions = flat.shape
-        grad = torch.addcmul(g_total[:, :, None].expand(n, o, positions), flat, g_squares[:, :, None], value=2.0)
-        grad.scatter_add_(2, i_high, g_high)
-        grad.scatter_add_(2, i_low, g_low)
-        side = round(positions**0.5)
-        g_input, g_weight, g_bias = torch.ops.aten.convolution_backward(
-            grad.reshape(n, o, side, side),
-            x,
-            weight,
-            [o],
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            False,  # noqa: FBT003 - aten signature: transposed
-            [0, 0],
-            1,
-            list(ctx.needs_input_grad[:3]),
-        )
-        return g_input, g_weight, g_bias, None, None
-
-
 @dataclass
 class ConvSummary:
     """Per-spot summary of the encoder convolution (see :meth:`EnsembleEncoder.summarize`)."""
@@ -201,12 +151,17 @@ class EnsembleEncoder(nn.Module):
         picks the largest raw value when ``a > 0`` and the smallest when ``a < 0``. Keeping the per-spot
         sums (for the statistics) and the max- and min-pooled raw maps therefore lets any batch of
         occurrences of these spots be normalised with its own statistics, exactly, without repeating
-        the convolution.
+        the convolution. This is the plain computation on filled windows; training and embedding use the
+        equal :meth:`summarize_lattice`.
         """
-        side = x.shape[2] - self.kernel_size + 1
-        region = 3 * (round(self.n_pooled**0.5) - 1) + self.kernel_size
-        total, squares, high, low = _ConvSummaryFn.apply(x, self.conv.weight, self.conv.bias, self.kernel_size, region)
-        return ConvSummary(total=total, squares=squares, high=high, low=low, positions=side * side)
+        h = self.conv(x)
+        n, o = h.shape[0], h.shape[1]
+        flat = h.reshape(n, o, -1)
+        high = F.max_pool2d(h, self.kernel_size, stride=3).reshape(n, o, -1)
+        low = -F.max_pool2d(-h, self.kernel_size, stride=3).reshape(n, o, -1)
+        return ConvSummary(
+            total=flat.sum(-1), squares=flat.square().sum(-1), high=high, low=low, positions=flat.shape[2]
+        )
 
     def summarize_lattice(self, features: torch.Tensor, medians: torch.Tensor, index: torch.Tensor) -> ConvSummary:
         """:meth:`summarize` of the windows with index rows ``index`` (B, w * w) and medians (B, C).

@@ -26,24 +26,24 @@ import torch
 _CHUNK = 512
 
 
+def window_positions(side: int, kernel_size: int, stride: int = 1) -> torch.Tensor:
+    """(n_windows, k^2) positions (row-major in a ``side x side`` map) under each ``k x k`` window at ``stride``."""
+    count = (side - kernel_size) // stride + 1
+    q = torch.arange(count) * stride
+    u = torch.arange(kernel_size)
+    rows = (q[:, None, None, None] + u[None, None, :, None]).expand(count, count, kernel_size, kernel_size)
+    cols = (q[None, :, None, None] + u[None, None, None, :]).expand(count, count, kernel_size, kernel_size)
+    return (rows * side + cols).reshape(count * count, kernel_size * kernel_size)
+
+
 def patch_positions(window_size: int, kernel_size: int) -> torch.Tensor:
     """(P_conv, k^2) window positions (row-major in the ``w x w`` window) of each output position's patch."""
-    side = window_size - kernel_size + 1
-    a = torch.arange(side)
-    u = torch.arange(kernel_size)
-    rows = (a[:, None, None, None] + u[None, None, :, None]).expand(side, side, kernel_size, kernel_size)
-    cols = (a[None, :, None, None] + u[None, None, None, :]).expand(side, side, kernel_size, kernel_size)
-    return (rows * window_size + cols).reshape(side * side, kernel_size * kernel_size)
+    return window_positions(window_size, kernel_size)
 
 
 def pool_positions(side: int, kernel_size: int, stride: int = 3) -> torch.Tensor:
     """(P_pooled, k^2) output positions (row-major in the ``side x side`` map) under each max-pool window."""
-    pooled = (side - kernel_size) // stride + 1
-    q = torch.arange(pooled) * stride
-    u = torch.arange(kernel_size)
-    rows = (q[:, None, None, None] + u[None, None, :, None]).expand(pooled, pooled, kernel_size, kernel_size)
-    cols = (q[None, :, None, None] + u[None, None, None, :]).expand(pooled, pooled, kernel_size, kernel_size)
-    return (rows * side + cols).reshape(pooled * pooled, kernel_size * kernel_size)
+    return window_positions(side, kernel_size, stride)
 
 
 def cell_keys(patches: torch.Tensor) -> torch.Tensor:

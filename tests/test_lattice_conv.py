@@ -8,7 +8,14 @@ import torch
 from torch.nn import functional as F
 
 from aestetik._grid import gather_windows, window_index, window_medians
-from aestetik._lattice_conv import cell_keys, lattice_conv_summary, patch_positions, pool_positions
+from aestetik._lattice_conv import (
+    _pool_extremes,
+    _pool_extremes_reduce,
+    cell_keys,
+    lattice_conv_summary,
+    patch_positions,
+    pool_positions,
+)
 
 
 def _plain_summary(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
@@ -112,3 +119,13 @@ def test_training_step_equals_plain_windows(small):
     scale = max(float(g.abs().max()) for g in grads_plain)
     for (name, _), a, b in zip(module.network.named_parameters(), grads, grads_plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 * scale, msg=name)
+
+
+@pytest.mark.parametrize("side", [5, 7])
+def test_pool_extremes_reduce_equals_loop(side):
+    """The GPU's gather-and-reduce pooling equals the CPU loop, ties included (first extreme kept)."""
+    gen = torch.Generator().manual_seed(side)
+    h = torch.randint(0, 4, (20, side * side, 6), generator=gen).double()  # many ties
+    pool = pool_positions(side, 3)
+    for a, b in zip(_pool_extremes_reduce(h, pool), _pool_extremes(h, pool), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

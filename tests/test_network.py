@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from aestetik._network import AestetikNetwork, conv_shapes, effective_kernel, ensemble_median
+from aestetik._network import (
+    AestetikNetwork,
+    EnsembleEncoder,
+    conv_shapes,
+    effective_kernel,
+    ensemble_median,
+    members_linear,
+    sum_outer,
+)
 
 
 def _plain_encoders(net: AestetikNetwork, c_in: int, w: int, mask_after_bn: list[torch.Tensor] | None = None):
@@ -198,6 +206,17 @@ def test_decoder_constant_map_equals_transposed_convolution(w):
     torch.testing.assert_close(dec(z, mask), dec(z, mask, generic=True), rtol=1e-9, atol=1e-11)
 
 
+def _batch_stats(summary, index=None):
+    """Plain per-channel mean and biased variance of one batch of summary rows (repeats count)."""
+    total, squares = summary.total.double(), summary.squares.double()
+    if index is None:
+        n, s1, s2 = total.shape[0], total.sum(0), squares.sum(0)
+    else:
+        counts = torch.bincount(index, minlength=total.shape[0]).to(total.dtype)
+        n, s1, s2 = index.shape[0], counts @ total, counts @ squares
+    return EnsembleEncoder.stats_from_sums(s1, s2, n * summary.positions)
+
+
 @pytest.mark.parametrize(("w", "k"), [(7, 3), (5, 3), (9, 3)])
 def test_summary_batches_equal_plain_batch_norm(w, k):
     """Normalising occurrences from the per-spot summary equals batch-norm on the repeated windows."""
@@ -211,9 +230,9 @@ def test_summary_batches_equal_plain_batch_norm(w, k):
     summary = enc.summarize(x)
     # all spots, a batch with repeated spots, and fewer occurrences than spots (gathered before normalising)
     for index in (torch.arange(30), torch.randint(0, 30, (75,)), torch.randint(0, 30, (12,))):
-        got = enc.pooled(summary, index, enc.batch_stats(summary, index))
+        got = enc.pooled(summary, index, _batch_stats(summary, index))
         torch.testing.assert_close(got, enc.features(x[index]), rtol=1e-4, atol=1e-5)
-    mean, var = enc.batch_stats(summary)
+    mean, var = _batch_stats(summary)
     h = enc.conv(x)
     torch.testing.assert_close(mean, h.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(var, h.var(dim=(0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
@@ -222,7 +241,7 @@ def test_summary_batches_equal_plain_batch_norm(w, k):
         index = torch.randint(0, 30, (n_rows,))
         xg = x.clone().requires_grad_(True)
         summary = enc.summarize(xg)
-        enc.pooled(summary, index, enc.batch_stats(summary, index)).square().sum().backward()
+        enc.pooled(summary, index, _batch_stats(summary, index)).square().sum().backward()
         grads = [p.grad.clone() for p in (enc.conv.weight, enc.conv.bias, enc.bn.weight, xg)]
         enc.zero_grad()
         xp = x.clone().requires_grad_(True)
@@ -244,7 +263,78 @@ def test_running_stats_follow_batch_norm():
     x = torch.rand(20, 4, 7, 7)
     summary = enc.summarize(x)
     reference = nn.BatchNorm2d(enc.bn.num_features).train()
-    enc.update_running_stats(enc.batch_stats(summary), 20 * summary.positions)
+    enc.update_running_stats(_batch_stats(summary), 20 * summary.positions)
     reference(enc.conv(x).detach())
     torch.testing.assert_close(enc.bn.running_mean, reference.running_mean)
     torch.testing.assert_close(enc.bn.running_var, reference.running_var, rtol=1e-4, atol=1e-6)
+
+
+def test_group_stats_equal_batches_one_by_one():
+    """Several batches normalised at once equal each normalised alone; running stats as G updates in a row."""
+    torch.manual_seed(9)
+    net = AestetikNetwork(4, 7, c_hid=8, latent_dim=4, n_ensemble=3).double().train()
+    enc = net.encoder
+    with torch.no_grad():
+        enc.bn.weight.copy_(torch.randn_like(enc.bn.weight))
+        enc.bn.bias.copy_(torch.randn_like(enc.bn.bias))
+    summary = enc.summarize(torch.rand(30, 4, 7, 7, dtype=torch.float64))
+    sizes = [30, 60, 60, 7, 7]
+    index = torch.cat([torch.randperm(30), torch.randint(0, 30, (sum(sizes) - 30,))])
+    stats, counts = enc.group_stats(summary, index, sizes)
+    got = enc.pooled(summary, index, stats, sizes)
+    bn = enc.bn
+    state = [bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()]
+    enc.update_running_stats(stats, counts)
+    grouped = [bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()]
+    for buffer, value in zip((bn.running_mean, bn.running_var, bn.num_batches_tracked), state, strict=True):
+        buffer.copy_(value)
+    want = []
+    for g, rows in enumerate(index.split(sizes)):
+        one = _batch_stats(summary, rows)
+        torch.testing.assert_close(stats[0][g], one[0])
+        torch.testing.assert_close(stats[1][g], one[1])
+        enc.update_running_stats(one, rows.shape[0] * summary.positions)
+        want.append(enc.pooled(summary, rows, one))
+    assert counts.flatten().tolist() == [s * summary.positions for s in sizes]
+    want = torch.cat(want, dim=1)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(grouped, (bn.running_mean, bn.running_var, bn.num_batches_tracked), strict=True):
+        torch.testing.assert_close(a, b)
+    # and the gradients (through the statistics too)
+    up = torch.randn(got.shape, dtype=got.dtype)
+    params = [enc.conv.weight, enc.bn.weight, enc.bn.bias]
+    for a, b in zip(
+        torch.autograd.grad((got * up).sum(), params, retain_graph=True),
+        torch.autograd.grad((want * up).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("n", [7, 40, 41, 100])
+def test_sum_outer_in_pieces(n):
+    """The weight gradient summed over pieces of rows equals one product, with and without a remainder."""
+    gen = torch.Generator().manual_seed(n)
+    a = torch.randn(3, n, 5, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, n, 4, dtype=torch.float64, generator=gen)
+    want = torch.einsum("enf,enl->efl", a, b)
+    for rows in (None, 10, 20):
+        torch.testing.assert_close(sum_outer(a, b, rows), want)
+    # a transposed layout (the encoder's pooled features) and a broadcast one (the decoder's input)
+    torch.testing.assert_close(sum_outer(a.transpose(0, 1).contiguous().transpose(0, 1), b, 10), want)
+    z = a[:1].expand(3, n, 5)
+    torch.testing.assert_close(sum_outer(z, b, 10), torch.einsum("nf,enl->efl", a[0], b))
+
+
+def test_members_linear_gradients():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 50, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(3, 6, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    up = torch.randn(3, 50, 4, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad((members_linear(x, w, b) * up).sum(), (x, w, b))
+    want = torch.autograd.grad(((torch.bmm(x, w) + b[:, None, :]) * up).sum(), (x, w, b))
+    for a, c in zip(got, want, strict=True):
+        torch.testing.assert_close(a, c)
+    with torch.no_grad():
+        torch.testing.assert_close(members_linear(x, w, b), torch.bmm(x, w) + b[:, None, :])

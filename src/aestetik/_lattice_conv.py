@@ -20,6 +20,8 @@ samples (their patches hold different spots).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 #: Spots per piece when squaring the convolution output (keeps temporaries small).
@@ -46,6 +48,18 @@ def pool_positions(side: int, kernel_size: int, stride: int = 3) -> torch.Tensor
     return window_positions(side, kernel_size, stride)
 
 
+@lru_cache(maxsize=16)
+def _position_tables(
+    window_size: int, kernel_size: int, stride: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``patch_positions`` and ``pool_positions`` on ``device``, built once (no host-to-device copy per step)."""
+    side = window_size - kernel_size + 1
+    return (
+        patch_positions(window_size, kernel_size).to(device),
+        pool_positions(side, kernel_size, stride).to(device),
+    )
+
+
 def cell_keys(patches: torch.Tensor) -> torch.Tensor:
     """Identity of the lattice cell of each patch of spot indices (``-1`` = empty): ``j * k^2 + t``.
 
@@ -61,9 +75,12 @@ def cell_keys(patches: torch.Tensor) -> torch.Tensor:
 def _pool_extremes(h: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Max and min of ``h`` (B, P_conv, O) over each pooled window, and the position (in P_conv) of each.
 
-    The first extreme position is kept, as ``max_pool2d`` picks it; a loop over the ``k^2`` positions of the
-    window is faster than a reduction over a strided axis.
+    The first extreme position is kept, as ``max_pool2d`` picks it. On a CPU a loop over the ``k^2``
+    positions of the window is faster than a reduction over a strided axis; on a GPU the reduction is one
+    kernel where the loop is dozens.
     """
+    if h.is_cuda:
+        return _pool_extremes_reduce(h, pool)
     high, low = h[:, pool[:, 0]], h[:, pool[:, 0]]  # (B, P_pooled, O) copies
     i_high = pool[:, 0][None, :, None].expand_as(high).clone()
     i_low = i_high.clone()
@@ -75,6 +92,15 @@ def _pool_extremes(h: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, .
         torch.maximum(v, high, out=high)
         torch.minimum(v, low, out=low)
     return high, i_high, low, i_low
+
+
+def _pool_extremes_reduce(h: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """:func:`_pool_extremes` as one gather and two reductions (``max``/``min`` return the first extreme)."""
+    v = h[:, pool]  # (B, P_pooled, k^2, O)
+    high, at_high = v.max(dim=2)
+    low, at_low = v.min(dim=2)
+    where = pool[None, :, :, None].expand_as(v)
+    return high, where.gather(2, at_high[:, :, None]).squeeze(2), low, where.gather(2, at_low[:, :, None]).squeeze(2)
 
 
 class _LatticeConvSummaryFn(torch.autograd.Function):
@@ -94,9 +120,10 @@ class _LatticeConvSummaryFn(torch.autograd.Function):
         h.baddbmm_(empty, fill).add_(bias)  # (B, P_conv, O)
         high, i_high, low, i_low = _pool_extremes(h, pool)
         squares = torch.empty((b, o), dtype=h.dtype, device=h.device)
-        for rows in range(0, b, _CHUNK):  # h * h in pieces: no full-size temporary
-            part = h[rows : rows + _CHUNK]
-            torch.sum(part * part, dim=1, out=squares[rows : rows + _CHUNK])
+        chunk = b if h.is_cuda else _CHUNK  # h * h in pieces on a CPU (no full-size temporary), at once on a GPU
+        for rows in range(0, b, chunk):
+            part = h[rows : rows + chunk]
+            torch.sum(part * part, dim=1, out=squares[rows : rows + chunk])
         ctx.save_for_backward(cell_x, inverse, empty, medians, h, i_high, i_low)
         ctx.shape = (c, kk)
         return h.sum(1), squares, high.transpose(1, 2), low.transpose(1, 2)
@@ -155,8 +182,7 @@ def lattice_conv_summary(
     kernel_size = weight.shape[-1]
     kk = kernel_size * kernel_size
     device = features.device
-    positions = patch_positions(window_size, kernel_size).to(device)
-    pool = pool_positions(window_size - kernel_size + 1, kernel_size, stride).to(device)
+    positions, pool = _position_tables(window_size, kernel_size, stride, device)
     patches = index[:, positions]  # (B, P_conv, k^2) spot indices (int32 as the window index)
     keys = cell_keys(patches).reshape(-1)
     distinct, inverse = torch.unique(keys, return_inverse=True)

@@ -79,6 +79,55 @@ class _Median3Fn(torch.autograd.Function):
         return grad
 
 
+#: Rows per piece of the weight gradient of the members' linear layers on a GPU (split over the long axis).
+SPLIT_ROWS = 4096
+
+
+def sum_outer(a: torch.Tensor, b: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """``a[e].T @ b[e]`` for every member: (E, N, F), (E, N, L) -> (E, F, L).
+
+    With ``rows``, the ``N`` axis is cut into pieces of ``rows`` whose products are summed: one batched
+    product of ``E * N / rows`` small matrices instead of ``E`` long, thin ones, which a GPU runs on a
+    handful of its processors (the weight gradient of a linear layer over 10^5 occurrences).
+    """
+    e, n = a.shape[0], a.shape[1]
+    pieces = n // rows if rows else 0
+    if pieces < 2:
+        return torch.bmm(a.transpose(1, 2), b)
+    main = pieces * rows
+    pa = a[:, :main].reshape(e * pieces, rows, a.shape[2])
+    pb = b[:, :main].reshape(e * pieces, rows, b.shape[2])
+    out = torch.bmm(pa.transpose(1, 2), pb).reshape(e, pieces, a.shape[2], b.shape[2]).sum(1)
+    if main < n:
+        out.baddbmm_(a[:, main:].transpose(1, 2), b[:, main:])
+    return out
+
+
+class _MembersLinearFn(torch.autograd.Function):
+    """``bias + x @ weight`` per member, (E, N, F) @ (E, F, L); on a GPU the weight gradient in pieces."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return torch.baddbmm(bias[:, None, :], x, weight)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        g_x = torch.bmm(g, weight.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        g_w = sum_outer(x, g, SPLIT_ROWS if g.is_cuda else None) if ctx.needs_input_grad[1] else None
+        g_b = g.sum(1) if ctx.needs_input_grad[2] else None
+        return g_x, g_w, g_b
+
+
+def members_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(E, N, F) inputs -> (E, N, L): each member's linear layer (``weight`` (E, F, L), ``bias`` (E, L))."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad):
+        return _MembersLinearFn.apply(x, weight, bias)
+    return torch.baddbmm(bias[:, None, :], x, weight)
+
+
 @dataclass
 class ConvSummary:
     """Per-spot summary of the encoder convolution (see :meth:`EnsembleEncoder.summarize`)."""
@@ -176,15 +225,27 @@ class EnsembleEncoder(nn.Module):
         return ConvSummary(total=total, squares=squares, high=high, low=low, positions=side * side)
 
     @staticmethod
-    def batch_stats(summary: ConvSummary, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and biased variance per channel over the batch ``summary`` rows ``index`` (repeats count)."""
+    def group_stats(
+        summary: ConvSummary, index: torch.Tensor, sizes: list[int]
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Batch-norm statistics of several batches at once: rows ``index`` of ``summary`` in groups of ``sizes``.
+
+        Each group is a batch of occurrences (repeated spots count repeatedly). Returns the (G, O) per-channel
+        means and biased variances and the number of values behind each group's statistics (G, 1) (rows times
+        positions), with a handful of operations whatever G.
+        """
         total, squares = summary.total.double(), summary.squares.double()
-        if index is None:
-            n, s1, s2 = total.shape[0], total.sum(0), squares.sum(0)
-        else:
-            counts = torch.bincount(index, minlength=total.shape[0]).to(total.dtype)
-            n, s1, s2 = index.shape[0], counts @ total, counts @ squares
-        return EnsembleEncoder.stats_from_sums(s1, s2, n * summary.positions)
+        u, g = total.shape[0], len(sizes)
+        group = torch.empty(index.shape[0], dtype=torch.long, device=index.device)
+        start = 0
+        for i, size in enumerate(sizes):
+            group[start : start + size] = i
+            start += size
+        counts = torch.bincount(group * u + index, minlength=g * u).reshape(g, u).to(total.dtype)
+        n = counts.sum(1, keepdim=True) * summary.positions
+        mean = counts @ total / n
+        var = (counts @ squares / n - mean * mean).clamp_min(0)
+        return (mean.float(), var.float()), n
 
     @staticmethod
     def stats_from_sums(total: torch.Tensor, squares: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,29 +255,54 @@ class EnsembleEncoder(nn.Module):
         return mean.float(), var.float()
 
     def pooled(
-        self, summary: ConvSummary, index: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor]
+        self,
+        summary: ConvSummary,
+        index: torch.Tensor,
+        stats: tuple[torch.Tensor, torch.Tensor],
+        sizes: list[int] | None = None,
     ) -> torch.Tensor:
-        """(E, len(index), c_hid, P): batch-norm with ``stats`` -> ReLU -> max-pool for rows ``index``."""
+        """(E, len(index), c_hid, P): batch-norm with ``stats`` -> ReLU -> max-pool for rows ``index``.
+
+        ``stats`` are (O,) for one batch, or (G, O) from :meth:`group_stats` for consecutive groups of ``sizes``
+        rows, each normalised with its own (a per-row gather of the statistics would make their gradient a
+        scatter onto G rows, which serialises on a GPU).
+        """
         mean, var = stats
+        if sizes is not None:
+            groups = index.split(sizes)
+            return torch.cat([self.pooled(summary, rows, (mean[g], var[g])) for g, rows in enumerate(groups)], dim=1)
         scale = self.bn.weight / torch.sqrt(var + self.bn.eps)
         shift = self.bn.bias - scale * mean
         if index.shape[0] < summary.high.shape[0]:  # fewer occurrences than spots: gather, then normalise
-            raw = torch.where((scale >= 0)[:, None], summary.high[index], summary.low[index])
-            h = F.relu(raw * scale[:, None] + shift[:, None])
+            high, low = summary.high.index_select(0, index), summary.low.index_select(0, index)
+            h = F.relu(torch.where((scale >= 0)[:, None], high, low) * scale[:, None] + shift[:, None])
         else:  # normalise every spot once, then gather its occurrences
             h = F.relu(torch.where((scale >= 0)[:, None], summary.high, summary.low) * scale[:, None] + shift[:, None])
-            h = h[index]
+            h = h.index_select(0, index)
         return h.reshape(index.shape[0], self.n_ensemble, self.c_hid, self.n_pooled).transpose(0, 1)
 
     @torch.no_grad()
-    def update_running_stats(self, stats: tuple[torch.Tensor, torch.Tensor], n: int) -> None:
-        """Update batch-norm's running averages as its training-mode forward pass would."""
+    def update_running_stats(self, stats: tuple[torch.Tensor, torch.Tensor], n: int | torch.Tensor) -> None:
+        """Update batch-norm's running averages as its training-mode forward pass would.
+
+        ``stats`` (O,) over ``n`` values, or (G, O) of G batches in order over ``n`` (G, 1) values each (from
+        :meth:`group_stats`): the same as G updates in a row, computed at once.
+        """
         mean, var = stats
         m = self.bn.momentum if self.bn.momentum is not None else 0.1
-        unbiased = var * (n / max(n - 1, 1))
-        self.bn.running_mean.mul_(1 - m).add_(m * mean)
-        self.bn.running_var.mul_(1 - m).add_(m * unbiased)
-        self.bn.num_batches_tracked.add_(1)
+        if mean.dim() == 1:
+            unbiased = var * (n / max(n - 1, 1))
+            self.bn.running_mean.mul_(1 - m).add_(m * mean)
+            self.bn.running_var.mul_(1 - m).add_(m * unbiased)
+            self.bn.num_batches_tracked.add_(1)
+            return
+        g = mean.shape[0]
+        unbiased = var * (n / (n - 1).clamp_min(1)).to(var.dtype)
+        # after G updates in a row the g-th batch (0-based) carries m (1 - m)^(G - 1 - g)
+        decay = m * (1 - m) ** torch.arange(g - 1, -1, -1, device=mean.device, dtype=mean.dtype)[:, None]
+        self.bn.running_mean.mul_((1 - m) ** g).add_((decay * mean).sum(0))
+        self.bn.running_var.mul_((1 - m) ** g).add_((decay * unbiased).sum(0))
+        self.bn.num_batches_tracked.add_(g)
 
     def sample_mask(self, n: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor | None:
         """A ``Dropout2d`` mask (E, N, c_hid) with values 0 or ``1 / (1 - p)``; ``None`` when dropout is off."""
@@ -228,8 +314,7 @@ class EnsembleEncoder(nn.Module):
         """(E, N, c_hid, P) features and an (E, N, c_hid) mask -> (E, N, latent) per-member embeddings."""
         if mask is not None:
             feats = feats * mask[..., None]
-        flat = feats.reshape(self.n_ensemble, feats.shape[1], -1)
-        return torch.baddbmm(self.bias[:, None, :], flat, self.weight)
+        return members_linear(feats.reshape(self.n_ensemble, feats.shape[1], -1), self.weight, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Median embedding (N, latent) with dropout active in training mode."""
@@ -295,7 +380,7 @@ class EnsembleDecoder(nn.Module):
         n, e = z.shape[0], self.n_ensemble
         if mask is None:
             mask = self.sample_mask(n, device=z.device)
-        h = F.relu(torch.matmul(z, self.weight) + self.bias[:, None, :])  # (E, N, c_hid * P)
+        h = F.relu(members_linear(z.expand(e, n, z.shape[1]), self.weight, self.bias))  # (E, N, c_hid * P)
         if self.pooled == 1 and not generic:
             if mask is not None:
                 h = h * mask

@@ -104,9 +104,8 @@ def window_medians(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
     present = index >= 0  # (B, P)
     values = features[index.clamp(min=0).long()]  # (B, P, C)
-    ordered = (
-        torch.where(present[..., None], values, values.new_full((), float("nan"))).sort(dim=1).values
-    )  # NaN sort last
+    nan = values.new_full((), float("nan"))  # on the device: no host-to-device copy
+    ordered = torch.where(present[..., None], values, nan).sort(dim=1).values  # NaN sort last
     count = present.sum(dim=1, keepdim=True)  # (B, 1); >= 1 (the centre)
     lo = ((count - 1) // 2)[..., None].expand(-1, 1, values.shape[2])
     hi = (count // 2)[..., None].expand(-1, 1, values.shape[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _step import STEP_PARAMS, assert_step_equals_plain_windows
 from torch.nn import functional as F
 
 from aestetik._grid import gather_windows, window_index, window_medians
@@ -95,30 +96,9 @@ def test_training_step_equals_plain_windows(small):
     from aestetik.tl._fit import build_module
 
     ae.pp.prepare(small, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
-    params = {
-        "c_hid": 8, "latent_dim": 4, "kernel_size": 3, "n_ensemble": 3, "dropout": 0.3, "rec_alpha": 1.0,
-        "triplet_alpha": 1.0, "lr": 1e-3, "weight_decay": 1e-6, "n_repeats": 1, "multi_triplet": True,
-        "partners": "all",
-    }  # fmt: skip
-    module = build_module(small, "aestetik", params, (1.5, 1.5)).double()
+    module = build_module(small, "aestetik", STEP_PARAMS, (1.5, 1.5)).double()
     anchors = torch.randperm(small.n_obs, generator=torch.Generator().manual_seed(0))
-
-    def step(plain: bool):
-        if plain:
-            module.summarize = lambda spots: module.network.encoder.summarize(module.windows(spots))
-        else:
-            module.__dict__.pop("summarize", None)
-        torch.manual_seed(3)  # the same partners and dropout masks
-        loss = module.step_loss(anchors).loss
-        return loss, torch.autograd.grad(loss, list(module.network.parameters()))
-
-    loss, grads = step(plain=False)
-    loss_plain, grads_plain = step(plain=True)
-    torch.testing.assert_close(loss, loss_plain, rtol=1e-12, atol=0)
-    # on the scale of all gradients: the conv bias gradient is 0 up to rounding (batch-norm removes it)
-    scale = max(float(g.abs().max()) for g in grads_plain)
-    for (name, _), a, b in zip(module.network.named_parameters(), grads, grads_plain, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12 * scale, msg=name)
+    assert_step_equals_plain_windows(module, anchors)
 
 
 @pytest.mark.parametrize("side", [5, 7])

@@ -289,13 +289,9 @@ class EnsembleEncoder(nn.Module):
         :meth:`group_stats`): the same as G updates in a row, computed at once.
         """
         mean, var = stats
+        if mean.dim() == 1:  # one batch
+            mean, var, n = mean[None], var[None], torch.full((1, 1), n, dtype=torch.float64, device=mean.device)
         m = self.bn.momentum if self.bn.momentum is not None else 0.1
-        if mean.dim() == 1:
-            unbiased = var * (n / max(n - 1, 1))
-            self.bn.running_mean.mul_(1 - m).add_(m * mean)
-            self.bn.running_var.mul_(1 - m).add_(m * unbiased)
-            self.bn.num_batches_tracked.add_(1)
-            return
         g = mean.shape[0]
         unbiased = var * (n / (n - 1).clamp_min(1)).to(var.dtype)
         # after G updates in a row the g-th batch (0-based) carries m (1 - m)^(G - 1 - g)

@@ -92,19 +92,15 @@ def _profile(adata, partners: str, steps: int, out: Path) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from aestetik.tl._fit import DEFAULT_BATCH_SIZE, build_module
+    from aestetik.tl._fit import build_module
 
-    params = {
-        "c_hid": 64, "latent_dim": 16, "kernel_size": 3, "n_ensemble": 3, "dropout": 0.3, "rec_alpha": 1.0,
-        "triplet_alpha": 1.0, "lr": 1e-3, "weight_decay": 1e-6, "n_repeats": 1, "multi_triplet": True,
-        "partners": partners,
-    }  # fmt: skip
-    fit = adata.uns["aestetik"]["fit"]
+    fit = adata.uns["aestetik"]["fit"]  # the warm-up fit's parameters (network, loss, batch size)
+    params = {**fit["params"], "partners": partners}
     weights = (float(fit["transcriptomics_weight"]), float(fit["morphology_weight"]))
     module = build_module(adata, "aestetik", params, weights).cuda()
     module.on_fit_start()
     opt = module.configure_optimizers()
-    order = torch.randperm(adata.n_obs, device="cuda").split(DEFAULT_BATCH_SIZE)
+    order = torch.randperm(adata.n_obs, device="cuda").split(int(params["batch_size"]))
 
     def step(anchors):
         opt.zero_grad(set_to_none=True)

@@ -255,8 +255,8 @@ def fit(
         ``batch_size`` spots, e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per step instead of
         up to ``batch_size * (1 + partners per anchor)``, several times less time and memory. Check the
         domains: at 10^6 synthetic spots with batches of 8192, k-means on the ``'batch'`` embedding stopped
-        finding the domains after 3 epochs although the embedding still separated them (docs/method.md,
-        difference 9); clustering into more domains recovers them.
+        finding the domains within 3 epochs although the embedding still separated them (docs/method.md,
+        difference 9); clustered into twice as many domains, each lay within one true domain.
     n_mc_samples
         Monte-Carlo dropout passes averaged into the embedding (0: one pass without dropout).
         Batch-norm normalises with the statistics over all spots (the reference's behaviour for a

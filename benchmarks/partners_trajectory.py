@@ -16,6 +16,7 @@ On 2 CPU cores 10^6 spots take about 3.3 s per step and 3.5 min per evaluation.
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 import time
 from pathlib import Path
@@ -60,7 +61,7 @@ def main() -> None:
     import aestetik as ae
     from aestetik._training import AnchorBatches
     from aestetik._weights import calibrate_weights
-    from aestetik.tl._fit import build_module
+    from aestetik.tl._fit import DEFAULT_MORPHOLOGY_WEIGHT, build_module
 
     torch.set_num_threads(1)
     steps = sorted({int(s) for s in args.steps.split(",")})
@@ -77,26 +78,15 @@ def main() -> None:
                 lab, truth, rownames=["pseudo-label"], colnames=["domain"]
             )
         prep = adata.uns["aestetik"]["prepare"]
+        # fit's own defaults (network, loss, optimiser), not a copy of them
+        defaults = {name: p.default for name, p in inspect.signature(ae.tl.fit).parameters.items()}
         weights = calibrate_weights(
-            1.5,
-            3.0,
+            DEFAULT_MORPHOLOGY_WEIGHT,
+            defaults["total_weight"],
             n_transcriptomics_clusters=int(prep["n_clusters_transcriptomics"]),
             n_morphology_clusters=int(prep["n_clusters_morphology"]),
         )
-        params = {
-            "c_hid": 64,
-            "latent_dim": 16,
-            "kernel_size": 3,
-            "n_ensemble": 3,
-            "dropout": 0.3,
-            "rec_alpha": 1.0,
-            "triplet_alpha": 1.0,
-            "lr": 1e-3,
-            "weight_decay": 1e-6,
-            "n_repeats": 1,
-            "multi_triplet": True,
-            "partners": args.partners,
-        }
+        params = {**defaults, "partners": args.partners}
         torch.manual_seed(args.seed)
         module = build_module(adata, "aestetik", params, weights)
         module.on_fit_start()

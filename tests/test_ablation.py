@@ -142,6 +142,47 @@ def test_settings_differ_in_input_channels(ablated):
     np.testing.assert_allclose(inputs["morphology"], prepared[:, 6:], atol=1e-6)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 2.0])
+def test_single_modality_settings_equal_prepare_of_that_modality(monkeypatch, smoothing):
+    """Each single-modality setting is what `prepare` writes for that representation alone (same parameters,
+    non-default pseudo-label smoothing included), and trains and clusters as that prepared data would."""
+    adata = make_small()
+    prep_kw = {"n_clusters": 3, "clustering_method": "bgm", "pseudo_label_smoothing": smoothing, "window_size": 5}
+    ae.pp.prepare(adata, morphology_key="X_morphology", **prep_kw)
+    seen = {}
+    fit = _ablation.fit
+
+    def spy(light, **kwargs):
+        key = kwargs["prepare_key"]
+        seen[key] = (
+            np.array(light.obsm[f"{key}_input"], copy=True),
+            np.asarray(light.obs[f"{key}_transcriptomics_cluster"]).astype(str),
+            np.array(light.obsm[f"{key}_grid"], copy=True),
+            dict(light.uns[key]["prepare"]),
+        )
+        return fit(light, **kwargs)
+
+    monkeypatch.setattr(_ablation, "fit", spy)
+    out = ae.tl.ablation(adata, copy=True, **KW)
+    for setting, rep_key in (("transcriptomics", "X_pca"), ("morphology", "X_morphology")):
+        alone = make_small()
+        alone.obsm["X_pca"] = adata.obsm[rep_key]
+        ae.pp.prepare(alone, morphology_key=None, **prep_kw)
+        features, labels, grid, record = seen[setting]
+        np.testing.assert_allclose(features, alone.obsm["aestetik_input"], atol=1e-6)
+        np.testing.assert_array_equal(labels, alone.obs["aestetik_transcriptomics_cluster"].astype(str))
+        np.testing.assert_array_equal(grid, alone.obsm["aestetik_grid"])
+        expected = alone.uns["aestetik"]["prepare"]
+        for k in ("n_transcriptomics", "n_morphology", "n_clusters_transcriptomics", "n_clusters_morphology"):
+            assert record[k] == expected[k], k
+        assert record["params"]["pseudo_label_smoothing"] == smoothing
+        assert record["params"]["transcriptomics_key"] == rep_key
+        # the setting's domains are those of the plain flow on that prepared data
+        ae.tl.fit(alone, random_state=0, **FIT)
+        ae.tl.cluster(alone, n_clusters=3, method="kmeans", random_state=0)
+        assert list(out.obs[f"aestetik_ablation_{setting}"].astype(str)) == list(alone.obs["aestetik"].astype(str))
+
+
 def test_ablation_after_h5ad_round_trip(tmp_path, monkeypatch):
     """Recorded prepare params come back as numpy types; a fit_kwargs morphology_weight applies to 'both' only."""
     cwd = tmp_path / "cwd"

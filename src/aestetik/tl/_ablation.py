@@ -16,7 +16,6 @@ from aestetik._clustering import GRAPH_METHODS
 from aestetik._docs import doc_params
 from aestetik._keys import Key
 from aestetik._validation import assert_n_clusters, assert_not_view, assert_obs_key, assert_obsm_key, checked_kwargs
-from aestetik.pp._prepare import prepare
 from aestetik.tl._cluster import cluster
 from aestetik.tl._fit import _prepared, fit
 
@@ -34,8 +33,6 @@ _CLUSTER_FIXED = ("n_clusters", "use_rep", "prepare_key", "key_added", "copy", "
 _FIT_PARAMS = frozenset(inspect.signature(fit).parameters) - {"adata"}
 _CLUSTER_PARAMS = frozenset(inspect.signature(cluster).parameters) - {"adata"}
 _FIT_TOTAL_WEIGHT = inspect.signature(fit).parameters["total_weight"].default
-#: Names of the two representations in the internal AnnData (never an ``X_<setting>`` embedding name).
-_REP = {"transcriptomics": "ablation_transcriptomics_rep", "morphology": "ablation_morphology_rep"}
 
 
 def _recorded(value: Any) -> Any:
@@ -61,8 +58,6 @@ def _light(adata: AnnData, prepare_key: str, params: Mapping[str, Any], prep: Ma
     for cluster_key in (Key.transcriptomics_cluster, Key.morphology_cluster):
         obs[cluster_key("both")] = adata.obs[cluster_key(prepare_key)].to_numpy()
     obsm = {
-        _REP["transcriptomics"]: np.asarray(adata.obsm[params["transcriptomics_key"]]),
-        _REP["morphology"]: np.asarray(adata.obsm[params["morphology_key"]]),
         Key.input("both"): np.asarray(adata.obsm[Key.input(prepare_key)]),
         Key.grid("both"): np.asarray(adata.obsm[Key.grid(prepare_key)]),
         Key.lattice("both"): np.asarray(adata.obsm[Key.lattice(prepare_key)]),
@@ -72,6 +67,37 @@ def _light(adata: AnnData, prepare_key: str, params: Mapping[str, Any], prep: Ma
     light = AnnData(obs=obs, obsm=obsm)
     light.uns["both"] = {"prepare": dict(prep)}
     return light
+
+
+def _prepare_single(light: AnnData, setting: str, prep: Mapping[str, Any]) -> None:
+    """Write ``setting`` (one modality alone) into ``light``, cut from the prepared ``'both'`` setting.
+
+    This is what :func:`aestetik.pp.prepare` writes for that modality's representation alone with the recorded
+    parameters (smoothing and clustering of the pseudo-labels included), without computing it again: the
+    min-max scaling is per column, each modality's pseudo-labels are clustered on that modality alone, and the
+    window index depends on the lattice only. The modality takes the transcriptomics slot, so its
+    pseudo-labels drive the triplet loss with the whole ``total_weight``.
+    """
+    n_t, n_m = int(prep["n_transcriptomics"]), int(prep["n_morphology"])
+    columns = slice(0, n_t) if setting == "transcriptomics" else slice(n_t, n_t + n_m)
+    cluster_key = Key.transcriptomics_cluster if setting == "transcriptomics" else Key.morphology_cluster
+    light.obsm[Key.input(setting)] = np.ascontiguousarray(light.obsm[Key.input("both")][:, columns])
+    light.obsm[Key.grid(setting)] = light.obsm[Key.grid("both")]
+    light.obsm[Key.lattice(setting)] = light.obsm[Key.lattice("both")]
+    light.obs[Key.transcriptomics_cluster(setting)] = light.obs[cluster_key("both")].to_numpy()
+    params = dict(prep["params"])
+    params["transcriptomics_key"], params["morphology_key"] = str(params[f"{setting}_key"]), ""
+    record = dict(prep)
+    record.update(
+        params=params,
+        n_transcriptomics=n_t if setting == "transcriptomics" else n_m,
+        n_morphology=0,
+        n_clusters_transcriptomics=int(prep[f"n_clusters_{setting}"]),
+        n_clusters_morphology=0,
+        transcriptomics_pca_computed=False,
+        morphology_computed=False,
+    )
+    light.uns[setting] = {"prepare": record}
 
 
 def _prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,9 +150,10 @@ def ablation(
     * ``'morphology'``: the morphology representation alone as the input channels,
     * ``'both'``: the prepared setting, with :func:`aestetik.tl.fit`'s default modality weights.
 
-    The single-modality settings are prepared with the parameters recorded in
-    ``adata.uns[prepare_key]['prepare']['params']`` (window, clustering method and ``n_clusters`` of the
-    pseudo-labels, lattice ``coords``, ``batch_key``), so their pseudo-labels are those of the prepared data.
+    The single-modality settings reuse the prepared data: that modality's scaled input channels, its
+    pseudo-labels and the window index, which is what :func:`aestetik.pp.prepare` computes for that
+    representation alone with the recorded parameters (window, smoothing, clustering method and
+    ``n_clusters`` of the pseudo-labels), so no mixture is fitted again.
     All three train and cluster with the same ``fit_kwargs``, ``cluster_kwargs`` and ``random_state`` on a
     small internal AnnData (``X`` is never copied). The settings are compared with the adjusted Rand index
     (ARI) between their domains, against ``ground_truth_key`` when given, and with the silhouette of the
@@ -241,14 +268,11 @@ def ablation(
     # --- compute into locals
     start = logg.info(f"modality ablation on {adata.n_obs} spots: {', '.join(SETTINGS)}")
     light = _light(adata, prepare_key, params, prep)
-    base = {k: v for k, v in params.items() if k not in ("transcriptomics_key", "morphology_key")}
-    base["batch_key"] = base["batch_key"] or None
-    base["coords"] = tuple(base["coords"])
     results: dict[str, dict[str, Any]] = {}
     for setting in SETTINGS:
         t0 = time.perf_counter()
-        if setting != "both":  # the modality's representation alone, in the transcriptomics slot
-            prepare(light, transcriptomics_key=_REP[setting], morphology_key=None, key_added=setting, **base)
+        if setting != "both":  # the modality alone, in the transcriptomics slot
+            _prepare_single(light, setting, prep)
         n_input = int(light.obsm[Key.input(setting)].shape[1])
         logg.info(f"    {setting!r}: training on {n_input} input channels")
         kw = fit_kw if setting == "both" else {k: v for k, v in fit_kw.items() if k != "morphology_weight"}

@@ -94,7 +94,7 @@ def test_mixture_with_empty_components_is_relabelled(monkeypatch):
     # a mixture with 6 components that used only components 1 and 4
     used = np.array([4, 1, 1, 4, 4, 1, 1, 4])
     proba = np.linspace(0.5, 1.0, 8)
-    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed, fit_rows=None: (used, proba))
+    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed, fit_rows=None, n_jobs=1: (used, proba))
     res = cluster_features(np.zeros((8, 2)), 6, method="bgm")
     np.testing.assert_array_equal(res.labels, [1, 0, 0, 1, 1, 0, 0, 1])
     assert res.n_clusters == 2
@@ -109,8 +109,8 @@ def test_bgm_retries_with_larger_reg_covar(monkeypatch):
 
     class Flaky(real):
         def fit(self, x, y=None):
-            seen.append(self.reg_covar)
-            if len(seen) < 3:
+            seen.append((self.init_params, self.reg_covar))
+            if self.init_params == "random" and self.reg_covar < 5e-5:
                 msg = "Fitting the mixture model failed ... increase reg_covar, or scale the input data."
                 raise ValueError(msg)
             return super().fit(x, y)
@@ -118,9 +118,46 @@ def test_bgm_retries_with_larger_reg_covar(monkeypatch):
     monkeypatch.setattr(sklearn.mixture, "BayesianGaussianMixture", Flaky)
     x, truth = blobs()
     res = cluster_features(x, 4, method="bgm")
-    # the random initialisations needed two retries; the k-means-initialised fit starts again at the default
-    np.testing.assert_allclose(seen, [1e-6, 1e-5, 1e-4, 1e-6])
+    # the random initialisations needed two retries (all 10 starts each time); the k-means start, fine at the
+    # default, is not refitted
+    inits, reg_covars = zip(*seen, strict=True)
+    assert inits == ("random",) * 10 + ("kmeans",) + ("random",) * 20
+    np.testing.assert_allclose(reg_covars, [1e-6] * 11 + [1e-5] * 10 + [1e-4] * 10)
     assert adjusted_rand_score(truth, res.labels) == 1.0
+
+
+def _overlapping_blobs() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    centres = 2.5 * np.vstack([np.eye(4), -np.eye(4)[:1]])
+    return np.concatenate([rng.normal(size=(120, 4)) + c for c in centres])
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
+    """The starts fitted one by one (in processes for n_jobs=2) are those of sklearn's own ``n_init`` loop: the same
+    best bound, parameters and labels; the best start is not the first, so the skipped draws matter."""
+    from sklearn.mixture import BayesianGaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    x = _overlapping_blobs()
+    bounds = [_clustering._lower_bound(_clustering._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
+    assert int(np.argmax(bounds)) > 0
+    assert len(set(np.round(bounds, 6))) > 3
+    kw = {"n_components": 6, "covariance_type": "tied", "max_iter": 1000, "random_state": 0}
+    with threadpool_limits(1):
+        ref = {"random": BayesianGaussianMixture(init_params="random", n_init=10, **kw).fit(x)}
+        ref["kmeans"] = BayesianGaussianMixture(init_params="kmeans", n_init=1, **kw).fit(x)
+    expected = max(ref.values(), key=_clustering._lower_bound)
+    got = _clustering.best_bgm(x, 6, 0, n_jobs=n_jobs)
+    assert (
+        _clustering._lower_bound(got)
+        == _clustering._lower_bound(expected)
+        == max([*bounds, _clustering._lower_bound(ref["kmeans"])])
+    )
+    np.testing.assert_array_equal(got.means_, expected.means_)
+    np.testing.assert_array_equal(got.predict(x), expected.predict(x))
+    res = cluster_features(x, 6, method="bgm", n_jobs=n_jobs)
+    np.testing.assert_array_equal(res.labels, _consecutive(expected.predict(x)))
 
 
 def test_bgm_keeps_the_initialisation_with_the_higher_bound():

@@ -106,6 +106,8 @@ def test_prepare_several_samples():
         ({"coords": ("row", "col")}, None, KeyError, "'row'"),
         ({}, lambda a: a.obs.__setitem__("array_row", 0), ValueError, "share a lattice position"),
         ({"n_clusters": 0.5}, None, ValueError, "resolution"),
+        ({"n_jobs": 0}, None, ValueError, "n_jobs"),
+        ({"n_jobs": 1.5}, None, ValueError, "n_jobs"),
         (
             {"morphology_key": "X_morphology"},
             lambda a: a.obsm["X_morphology"].__setitem__(slice(None), 1.0),

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 from scanpy import logging as logg
@@ -91,12 +91,14 @@ def cluster_features(
     method: ClusterMethod = "bgm",
     random_state: int = 0,
     max_fit_spots: int | None = None,
+    n_jobs: int = 1,
 ) -> ClusterResult:
     """Cluster the rows of ``x`` into ``n_clusters`` groups (or at resolution ``n_clusters`` for graph methods).
 
     ``'bgm'`` and ``'kmeans'`` are fitted on at most ``max_fit_spots`` random rows (default
     :data:`MAX_FIT_SPOTS`: 5,000 for the mixture, whose random initialisation degenerates on many spots,
-    100,000 for k-means) and then predict every row.
+    100,000 for k-means) and then predict every row. The mixture's starts run in ``n_jobs`` processes
+    (joblib's meaning; the result does not depend on it).
     """
     if method not in CLUSTER_METHODS:
         msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
@@ -122,7 +124,7 @@ def cluster_features(
         rng = np.random.default_rng(random_state)
         fit_rows = np.sort(rng.choice(x.shape[0], size=limit, replace=False))
     if method == "bgm":
-        labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows)
+        labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs)
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:
@@ -165,48 +167,110 @@ def _convergence_to_log(what: str) -> Iterator[None]:
 
 
 def _bgm(
-    x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None
+    x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None, n_jobs: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of :data:`BGM_INITS`."""
     data = x if fit_rows is None else x[fit_rows]
-    fits = [_fit_bgm(data, n_clusters, random_state, init, n_init) for init, n_init in BGM_INITS]
-    bgm = max(fits, key=lambda m: float(np.asarray(m.lower_bound_).reshape(-1)[-1]))  # first wins ties
+    bgm = best_bgm(data, n_clusters, random_state, n_jobs=n_jobs)
     labels = bgm.predict(x)
     proba = bgm.predict_proba(x).max(axis=1)
     return labels, proba
 
 
-def _fit_bgm(x: np.ndarray, n_clusters: int, random_state: int, init: str, n_init: int):
-    """One mixture fit; retried with 10x ``reg_covar`` when the covariance is ill-conditioned."""
-    from sklearn.mixture import BayesianGaussianMixture
+def _lower_bound(model) -> float:
+    return float(np.asarray(model.lower_bound_).reshape(-1)[-1])
 
-    reg_covar = 1e-6  # sklearn's default
+
+def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int = 1):
+    """The fitted mixture with the highest lower bound over the starts of :data:`BGM_INITS`, in ``n_jobs`` processes.
+
+    Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
+    responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
+    which is the stream sklearn's ``n_init`` loop reads, so the starts are those of one sklearn fit with
+    ``n_init`` starts and the first start with the highest bound wins as there. The result does not depend on
+    ``n_jobs``. Each fit runs with one BLAS thread. A group whose covariance is ill-conditioned is refitted
+    with 10x ``reg_covar``, as a whole (as its single sklearn fit would be). Entries other than ``'random'``
+    have one start (further k-means starts would read a stream of no fixed length).
+    """
+    if any(n_init != 1 for init, n_init in BGM_INITS if init != "random"):
+        msg = "Only the 'random' initialisation can have several starts."
+        raise AssertionError(msg)
+    groups = [(init, start) for init, n_init in BGM_INITS for start in range(n_init)]
+    reg_covar = dict.fromkeys(range(len(BGM_INITS)), 1e-6)  # sklearn's default
+    which = [g for g, (_, n_init) in enumerate(BGM_INITS) for _ in range(n_init)]
+    fits: list[Any] = [None] * len(groups)
+    todo = list(range(len(groups)))
     for attempt in range(BGM_REG_COVAR_RETRIES + 1):
-        bgm = BayesianGaussianMixture(
-            n_components=n_clusters,
-            init_params=init,
-            covariance_type="tied",
-            max_iter=1000,
-            n_init=n_init,
-            random_state=random_state,
-            reg_covar=reg_covar,
-        )
-        try:
-            with _convergence_to_log("Bayesian Gaussian mixture"):
-                return bgm.fit(x)
-        except (ValueError, np.linalg.LinAlgError) as err:
-            ill_conditioned = isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err)
-            if not ill_conditioned:
-                raise
+        tasks = [(x, n_clusters, random_state, *groups[i], reg_covar[which[i]]) for i in todo]
+        for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs), strict=True):
+            fits[i] = out
+        failed = sorted({which[i] for i in todo if isinstance(fits[i], Exception)})
+        if not failed:
+            break
+        for g in failed:
+            err = next(fits[i] for i in todo if which[i] == g and isinstance(fits[i], Exception))
             if attempt == BGM_REG_COVAR_RETRIES:
                 msg = (
-                    f"The Gaussian mixture failed even with reg_covar={reg_covar:g} (ill-conditioned covariance). "
+                    f"The Gaussian mixture failed even with reg_covar={reg_covar[g]:g} (ill-conditioned covariance). "
                     "Use fewer clusters, or check the representation for duplicated or constant spots."
                 )
                 raise ValueError(msg) from err
-            reg_covar *= 10
-            logg.warning(f"Gaussian mixture covariance ill-conditioned; retrying with reg_covar={reg_covar:g}.")
-    raise AssertionError  # unreachable: the loop returns or raises
+            reg_covar[g] *= 10
+            logg.warning(f"Gaussian mixture covariance ill-conditioned; retrying with reg_covar={reg_covar[g]:g}.")
+        todo = [i for i in range(len(groups)) if which[i] in failed]
+    best = max(range(len(fits)), key=lambda i: _lower_bound(fits[i]))  # first wins ties, as in sklearn
+    group_best = [
+        max((i for i in range(len(fits)) if which[i] == g), key=lambda i: _lower_bound(fits[i])) for g in set(which)
+    ]
+    if any(not fits[i].converged_ for i in group_best):
+        logg.warning(
+            "Bayesian Gaussian mixture: Best performing initialization did not converge. Try different init "
+            "parameters, or increase max_iter, tol, or check for degenerate data."
+        )
+    return fits[best]
+
+
+def _run(function: Callable, tasks: list[tuple], n_jobs: int) -> list:
+    """``[function(*t) for t in tasks]``, in up to ``n_jobs`` worker processes (joblib's meaning: -1 = all cores)."""
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    n_jobs = min(effective_n_jobs(n_jobs), len(tasks))
+    if n_jobs <= 1:
+        return [function(*t) for t in tasks]
+    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(function)(*t) for t in tasks)
+
+
+def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str, start: int, reg_covar: float):
+    """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`best_bgm`), or the error it raised.
+
+    An ill-conditioned covariance comes back as the exception (the caller retries the group); any other error is
+    raised. Convergence warnings are silenced here and judged on the chosen fit by the caller.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.RandomState(random_state)
+    if init == "random":
+        for _ in range(start):  # the responsibilities of the starts before this one
+            rng.uniform(size=(x.shape[0], n_clusters))
+    bgm = BayesianGaussianMixture(
+        n_components=n_clusters,
+        init_params=init,
+        covariance_type="tied",
+        max_iter=1000,
+        n_init=1,
+        random_state=rng if init == "random" else random_state,
+        reg_covar=reg_covar,
+    )
+    try:
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return bgm.fit(x)
+    except (ValueError, np.linalg.LinAlgError) as err:
+        if isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err):
+            return err
+        raise
 
 
 def _kmeans(x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None) -> np.ndarray:

@@ -142,3 +142,15 @@ def uns_results(adata: AnnData, key: str) -> Mapping[str, Any]:
         )
         raise TypeError(msg)
     return previous
+
+
+def assert_n_jobs(n_jobs: int | None) -> int:
+    """``n_jobs`` as an int (``None``: ``scanpy.settings.n_jobs``); 0 and non-integers are refused."""
+    if n_jobs is None:
+        import scanpy as sc
+
+        n_jobs = sc.settings.n_jobs
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0:
+        msg = f"`n_jobs` must be a non-zero int (processes; -1 uses every core) or None, got {n_jobs!r}."
+        raise ValueError(msg)
+    return int(n_jobs)

@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("--transcriptomics-key", default="X_pca")
     p.add_argument("--morphology-key", default="X_morph_dummy")
     p.add_argument("--no-refine", action="store_true")
+    p.add_argument("--n-clusters", type=int, default=7)
     p.add_argument(
         "--pseudo-label-smoothing", type=float, default=0.0, help="0: pseudo-labels as the reference (identical input)"
     )
@@ -46,7 +47,7 @@ def main() -> None:
             adata,
             transcriptomics_key=args.transcriptomics_key,
             morphology_key=args.morphology_key or None,
-            n_clusters=7,
+            n_clusters=args.n_clusters,
             clustering_method="bgm",
             window_size=7,
             pseudo_label_smoothing=args.pseudo_label_smoothing,
@@ -67,7 +68,9 @@ def main() -> None:
         seconds["train"] = float(adata.uns["aestetik"]["fit"]["seconds"]["train"])
         seconds["embed"] = float(adata.uns["aestetik"]["fit"]["seconds"]["embed"])
         t = time.perf_counter()
-        ae.tl.cluster(adata, n_clusters=7, method="bgm", refine=not args.no_refine, n_neighbors=10, random_state=0)
+        ae.tl.cluster(
+            adata, n_clusters=args.n_clusters, method="bgm", refine=not args.no_refine, n_neighbors=10, random_state=0
+        )
         seconds["cluster"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
     truth = adata.obs["ground_truth"].astype(str).to_numpy()

@@ -37,6 +37,14 @@ CONFIGS = {
     "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
     "default": ({}, "package defaults: morphology from the H&E image (lowres), weight 1.5"),
     "morphology weight 1": ({}, "package defaults with fit(morphology_weight=1.0)"),
+    "8 pseudo-label clusters, RNA only": (
+        {"morphology_key": None, "n_clusters": 8},
+        "package defaults without morphology, pseudo-labels with one cluster more than the 7 domains",
+    ),
+    "8 pseudo-label clusters": (
+        {"n_clusters": 8},
+        "package defaults (image morphology), pseudo-labels with one cluster more than the 7 domains",
+    ),
 }
 #: fit() options of a configuration (beyond the seed and the shared options)
 FIT_KWARGS = {"morphology weight 1": {"morphology_weight": 1.0}}
@@ -75,7 +83,7 @@ def worker(config: str, seed: int, threads: int, epochs: int | None, mc: int | N
         if CONFIGS[config][0].get("transcriptomics_key") == "X_pca_scaled":
             scaled_pca(adata)
         t = time.perf_counter()
-        ae.pp.prepare(adata, n_clusters=7, **CONFIGS[config][0])
+        ae.pp.prepare(adata, **{"n_clusters": 7, **CONFIGS[config][0]})
         seconds["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         ae.tl.fit(adata, **fit_kwargs)

@@ -35,6 +35,8 @@ CONFIGS = {
     "smoothing sigma 2": ({"pseudo_label_smoothing": 2.0}, {}),
     "default (sigma 1, k-means domains)": ({}, {}),
     "default with morphology weight 1": ({}, {}),
+    "5 pseudo-label clusters": ({"n_clusters": 5}, {}),
+    "6 pseudo-label clusters": ({"n_clusters": 6}, {}),
 }
 #: fit() options of a configuration
 FIT_KWARGS = {"default with morphology weight 1": {"morphology_weight": 1.0}}
@@ -53,7 +55,7 @@ def worker(setting: str, config: str, section: int, n_spots: int) -> dict:
     with threadpool_limits(1):
         adata = ae.datasets.synthetic(n_spots=n_spots, n_domains=4, random_state=section, **SETTINGS[setting])
         t = time.perf_counter()
-        ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=4, **prepare_kw)
+        ae.pp.prepare(adata, **{"morphology_key": "X_morphology", "n_clusters": 4, **prepare_kw})
         ae.tl.fit(adata, show_progress_bar=False, accelerator="cpu", **FIT_KWARGS.get(config, {}))
         ae.tl.cluster(adata, n_clusters=4, **cluster_kw)
         seconds = time.perf_counter() - t

@@ -146,7 +146,9 @@ def prepare(
         trains without morphology.
     n_clusters
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
-        ``'leiden'``/``'louvain'``, a resolution (float).
+        ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
+        one cluster more than :func:`aestetik.tl.cluster`'s ``n_clusters`` can help (DLPFC 151676: ARI 0.590
+        instead of 0.557; worse on the synthetic sections; see the benchmarks page).
     {clustering_method}
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.

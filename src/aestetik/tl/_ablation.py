@@ -101,7 +101,7 @@ def _prepare_single(light: AnnData, setting: str, prep: Mapping[str, Any]) -> No
 
 
 def _prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The recorded ``prepare`` parameters as :func:`aestetik.pp.prepare` takes them (after an h5ad round trip too)."""
+    """The recorded ``prepare`` parameters as plain Python values (after an h5ad round trip too), for the checks."""
     n_clusters = params["n_clusters"]
     n_clusters = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
     return {

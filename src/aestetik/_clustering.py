@@ -195,20 +195,21 @@ def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int =
     if any(n_init != 1 for init, n_init in BGM_INITS if init != "random"):
         msg = "Only the 'random' initialisation can have several starts."
         raise AssertionError(msg)
-    groups = [(init, start) for init, n_init in BGM_INITS for start in range(n_init)]
-    reg_covar = dict.fromkeys(range(len(BGM_INITS)), 1e-6)  # sklearn's default
-    which = [g for g, (_, n_init) in enumerate(BGM_INITS) for _ in range(n_init)]
-    fits: list[Any] = [None] * len(groups)
-    todo = list(range(len(groups)))
+    # one task per start: (entry of BGM_INITS, init, start)
+    starts = [(g, init, start) for g, (init, n_init) in enumerate(BGM_INITS) for start in range(n_init)]
+    reg_covar = [1e-6] * len(BGM_INITS)  # sklearn's default, per entry
+    fits: list[Any] = [None] * len(starts)
+    todo = list(range(len(starts)))
     for attempt in range(BGM_REG_COVAR_RETRIES + 1):
-        tasks = [(x, n_clusters, random_state, *groups[i], reg_covar[which[i]]) for i in todo]
+        tasks = [
+            (x, n_clusters, random_state, init, start, reg_covar[g]) for g, init, start in (starts[i] for i in todo)
+        ]
         for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs), strict=True):
             fits[i] = out
-        failed = sorted({which[i] for i in todo if isinstance(fits[i], Exception)})
-        if not failed:
+        errors = {starts[i][0]: fits[i] for i in reversed(todo) if isinstance(fits[i], Exception)}  # first per entry
+        if not errors:
             break
-        for g in failed:
-            err = next(fits[i] for i in todo if which[i] == g and isinstance(fits[i], Exception))
+        for g, err in sorted(errors.items()):
             if attempt == BGM_REG_COVAR_RETRIES:
                 msg = (
                     f"The Gaussian mixture failed even with reg_covar={reg_covar[g]:g} (ill-conditioned covariance). "
@@ -217,17 +218,18 @@ def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int =
                 raise ValueError(msg) from err
             reg_covar[g] *= 10
             logg.warning(f"Gaussian mixture covariance ill-conditioned; retrying with reg_covar={reg_covar[g]:g}.")
-        todo = [i for i in range(len(groups)) if which[i] in failed]
-    best = max(range(len(fits)), key=lambda i: _lower_bound(fits[i]))  # first wins ties, as in sklearn
-    group_best = [
-        max((i for i in range(len(fits)) if which[i] == g), key=lambda i: _lower_bound(fits[i])) for g in set(which)
+        todo = [i for i, (g, _, _) in enumerate(starts) if g in errors]
+    # the best start of each entry (first wins ties, as in sklearn), then the best entry (first wins ties)
+    entry_best = [
+        max((i for i, (h, _, _) in enumerate(starts) if h == g), key=lambda i: _lower_bound(fits[i]))
+        for g in range(len(BGM_INITS))
     ]
-    if any(not fits[i].converged_ for i in group_best):
+    if any(not fits[i].converged_ for i in entry_best):
         logg.warning(
             "Bayesian Gaussian mixture: Best performing initialization did not converge. Try different init "
             "parameters, or increase max_iter, tol, or check for degenerate data."
         )
-    return fits[best]
+    return fits[max(entry_best, key=lambda i: _lower_bound(fits[i]))]
 
 
 def _run(function: Callable, tasks: list[tuple], n_jobs: int) -> list:
@@ -250,7 +252,7 @@ def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str,
     from sklearn.mixture import BayesianGaussianMixture
     from threadpoolctl import threadpool_limits
 
-    rng = np.random.RandomState(random_state)
+    rng = np.random.RandomState(random_state)  # what sklearn makes of the int seed
     if init == "random":
         for _ in range(start):  # the responsibilities of the starts before this one
             rng.uniform(size=(x.shape[0], n_clusters))
@@ -260,7 +262,7 @@ def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str,
         covariance_type="tied",
         max_iter=1000,
         n_init=1,
-        random_state=rng if init == "random" else random_state,
+        random_state=rng,
         reg_covar=reg_covar,
     )
     try:

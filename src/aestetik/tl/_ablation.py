@@ -101,20 +101,13 @@ def _prepare_single(light: AnnData, setting: str, prep: Mapping[str, Any]) -> No
 
 
 def _prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The recorded ``prepare`` parameters as plain Python values (after an h5ad round trip too), for the checks."""
-    n_clusters = params["n_clusters"]
-    n_clusters = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
+    """The recorded ``prepare`` keys and columns that ablation reads, as plain strings (after an h5ad round trip too)."""
     return {
         "transcriptomics_key": str(params["transcriptomics_key"]),
         "morphology_key": str(params["morphology_key"]),
-        "n_clusters": n_clusters,
-        "clustering_method": str(params["clustering_method"]),
-        "window_size": int(params["window_size"]),
         "spatial_key": str(params["spatial_key"]),
         "coords": [str(c) for c in params["coords"]],
         "batch_key": str(params["batch_key"]),
-        "n_comps": int(params["n_comps"]),
-        "random_state": int(params["random_state"]),
     }
 
 

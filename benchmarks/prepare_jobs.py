@@ -68,11 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in records:
         later = r["seconds"][1:]
-        rows.append(
-            f"| {r['n_jobs']} | {r['seconds'][0]:.1f} | {sum(later) / len(later):.1f} | {r['labels'] == base} |"
-            if later
-            else f"| {r['n_jobs']} | {r['seconds'][0]:.1f} | - | {r['labels'] == base} |"
-        )
+        mean_later = f"{sum(later) / len(later):.1f}" if later else "-"
+        rows.append(f"| {r['n_jobs']} | {r['seconds'][0]:.1f} | {mean_later} | {r['labels'] == base} |")
     device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     header = f"DLPFC 151676, prepare ({'with' if morphology else 'without'} image morphology); {device}\n\n"
     payload = {"device": device, "records": [{k: v for k, v in r.items() if k != "labels"} for r in records]}

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik import _clustering
+from aestetik import _clustering, _mixture
 from aestetik._clustering import ClusterResult, _consecutive, _search_resolution, cluster_features, refine_labels
 
 # ---------------------------------------------------------------- fixtures
@@ -140,7 +140,7 @@ def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
     from threadpoolctl import threadpool_limits
 
     x = _overlapping_blobs()
-    bounds = [_clustering._lower_bound(_clustering._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
+    bounds = [_clustering._lower_bound(_mixture.fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
     assert int(np.argmax(bounds)) > 0
     assert len(set(np.round(bounds, 6))) > 3
     kw = {"n_components": 6, "covariance_type": "tied", "max_iter": 1000, "random_state": 0}
@@ -407,6 +407,22 @@ def test_cluster_is_deterministic():
     pd.testing.assert_series_equal(a.obs["aestetik"], b.obs["aestetik"])
 
 
+def test_cluster_bgm_does_not_depend_on_n_jobs():
+    """The mixture's starts in 2 processes give the domains, posteriors and stability curve of 1 process."""
+    rng = np.random.default_rng(5)
+    one, two = make_adata(), make_adata()
+    noise = rng.normal(scale=1.5, size=one.obsm["X_aestetik"].shape)  # overlapping blobs: the starts disagree
+    for a in (one, two):
+        a.obsm["X_aestetik"] = a.obsm["X_aestetik"] + noise
+    ae.tl.cluster(one, [3, 4], method="bgm", n_resamples=2, n_jobs=1, show_progress_bar=False)
+    ae.tl.cluster(two, [3, 4], method="bgm", n_resamples=2, n_jobs=2, show_progress_bar=False)
+    pd.testing.assert_series_equal(one.obs["aestetik"], two.obs["aestetik"])
+    np.testing.assert_array_equal(one.obs["aestetik_proba"], two.obs["aestetik_proba"])
+    curve_one, curve_two = (a.uns["aestetik"]["cluster"]["stability"] for a in (one, two))
+    np.testing.assert_array_equal(curve_one["mean"], curve_two["mean"])
+    assert "n_jobs" not in two.uns["aestetik"]["cluster"]["params"]  # the result does not depend on it
+
+
 def test_cluster_h5ad_round_trip(tmp_path):
     adata = make_adata()
     adata.uns["aestetik"] = {"fit": {"params": {"max_epochs": 3}}}
@@ -441,6 +457,8 @@ def _with_nan(adata):
         (None, {"n_clusters": 2.5}, ValueError, "n_clusters"),
         (None, {"n_neighbors": 0}, ValueError, "n_neighbors"),
         (None, {"random_state": None}, TypeError, "random_state"),
+        (None, {"n_jobs": 0}, ValueError, "n_jobs"),
+        (None, {"n_jobs": 1.5}, ValueError, "n_jobs"),
         (_with_nan, {}, ValueError, "X_aestetik"),
         (lambda a: a.obsm.pop("spatial"), {}, KeyError, "spatial"),
         (lambda a: a.uns.__setitem__("aestetik", "text"), {}, TypeError, "aestetik"),

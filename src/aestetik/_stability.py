@@ -102,13 +102,15 @@ def stability_curve(
     n_resamples: int = 5,
     tolerance: float = 0.02,
     random_state: int = 0,
+    n_jobs: int = 1,
     show_progress_bar: bool = False,
 ) -> Stability:
     """Stability of each number of clusters across ``n_resamples`` random subsamples of 80% of the rows of ``x``.
 
     Every candidate is clustered on the same subsamples (subsample ``b`` with seed ``random_state + b``); its
     stability is the mean ARI over all pairs of subsamples, on the rows both share. Data with more than
-    :data:`STABILITY_MAX_SPOTS` rows are first reduced to a random base sample of that size.
+    :data:`STABILITY_MAX_SPOTS` rows are first reduced to a random base sample of that size. ``n_jobs`` goes to
+    :func:`~aestetik._clustering.cluster_features` (the mixture's starts).
     """
     from tqdm.auto import tqdm
 
@@ -129,7 +131,11 @@ def stability_curve(
         for i, k in enumerate(candidates):
             labels = []
             for b, rows in enumerate(subsets):
-                labels.append(cluster_features(xb[rows], int(k), method=method, random_state=random_state + b).labels)
+                labels.append(
+                    cluster_features(
+                        xb[rows], int(k), method=method, random_state=random_state + b, n_jobs=n_jobs
+                    ).labels
+                )
                 bar.update()
             ari = pairwise_shared_ari(subsets, labels)
             mean[i], sd[i] = ari.mean(), ari.std(ddof=1) if ari.size > 1 else 0.0

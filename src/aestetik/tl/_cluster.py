@@ -23,6 +23,7 @@ from aestetik._validation import (
     assert_finite,
     assert_int,
     assert_n_clusters,
+    assert_n_jobs,
     assert_not_view,
     assert_obs_key,
     assert_obsm_key,
@@ -112,6 +113,7 @@ def cluster(
     prepare_key: str = "aestetik",
     spatial_key: str = "spatial",
     random_state: int = 0,
+    n_jobs: int | None = None,
     show_progress_bar: bool = True,
     key_added: str = "aestetik",
     copy: bool = False,
@@ -160,6 +162,10 @@ def cluster(
     spatial_key
         Key in :attr:`~anndata.AnnData.obsm` of the spot coordinates, used for refinement when there is no lattice.
     {random_state}
+    n_jobs
+        Worker processes for the 11 starts of each mixture fit (``method='bgm'`` only, including the fits that
+        choose ``n_clusters``); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The domains do
+        not depend on it. k-means already uses every core through its threads.
     {show_progress_bar}
         Only used when choosing ``n_clusters``.
     key_added
@@ -214,6 +220,7 @@ def cluster(
         )
         raise ValueError(msg)
     assert_int(n_neighbors=n_neighbors)
+    n_jobs = assert_n_jobs(n_jobs)
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
@@ -238,13 +245,14 @@ def cluster(
             n_resamples=int(n_resamples),
             tolerance=float(stability_tolerance),
             random_state=int(random_state),
+            n_jobs=n_jobs,
             show_progress_bar=show_progress_bar,
         )
         log_stability(stability, tolerance=float(stability_tolerance))
         k: int | float = stability.chosen
     else:
         k = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
-    result = cluster_features(x, k, method=method, random_state=random_state)
+    result = cluster_features(x, k, method=method, random_state=random_state, n_jobs=n_jobs)
     labels = result.labels
     if do_refine:
         groups = adata.obs[batch_key].to_numpy() if batch_key else None

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik import _clustering, _mixture
+from aestetik import _clustering
 from aestetik._clustering import ClusterResult, _consecutive, _search_resolution, cluster_features, refine_labels
 
 # ---------------------------------------------------------------- fixtures
@@ -140,7 +140,7 @@ def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
     from threadpoolctl import threadpool_limits
 
     x = _overlapping_blobs()
-    bounds = [_clustering._lower_bound(_mixture.fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
+    bounds = [_clustering._lower_bound(_clustering._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
     assert int(np.argmax(bounds)) > 0
     assert len(set(np.round(bounds, 6))) > 3
     kw = {"n_components": 6, "covariance_type": "tied", "max_iter": 1000, "random_state": 0}

@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 from scanpy import logging as logg
 
-from ._mixture import fit_bgm_start
-
 if TYPE_CHECKING:
     import igraph
 
@@ -206,7 +204,7 @@ def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int =
         tasks = [
             (x, n_clusters, random_state, init, start, reg_covar[g]) for g, init, start in (starts[i] for i in todo)
         ]
-        for i, out in zip(todo, _run(fit_bgm_start, tasks, n_jobs), strict=True):
+        for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs), strict=True):
             fits[i] = out
         errors = {starts[i][0]: fits[i] for i in reversed(todo) if isinstance(fits[i], Exception)}  # first per entry
         if not errors:
@@ -242,6 +240,39 @@ def _run(function: Callable, tasks: list[tuple], n_jobs: int) -> list:
     if n_jobs <= 1:
         return [function(*t) for t in tasks]
     return Parallel(n_jobs=n_jobs, backend="loky")(delayed(function)(*t) for t in tasks)
+
+
+def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str, start: int, reg_covar: float):
+    """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`best_bgm`), or the error it raised.
+
+    An ill-conditioned covariance comes back as the exception (the caller retries the group); any other error is
+    raised. Convergence warnings are silenced here and judged on the chosen fit by the caller.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import BayesianGaussianMixture
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.RandomState(random_state)  # what sklearn makes of the int seed
+    if init == "random":
+        for _ in range(start):  # the responsibilities of the starts before this one
+            rng.uniform(size=(x.shape[0], n_clusters))
+    bgm = BayesianGaussianMixture(
+        n_components=n_clusters,
+        init_params=init,
+        covariance_type="tied",
+        max_iter=1000,
+        n_init=1,
+        random_state=rng,
+        reg_covar=reg_covar,
+    )
+    try:
+        with threadpool_limits(1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return bgm.fit(x)
+    except (ValueError, np.linalg.LinAlgError) as err:
+        if isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err):
+            return err
+        raise
 
 
 def _kmeans(x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None) -> np.ndarray:

@@ -368,3 +368,18 @@ def test_prepare_auto_without_image_and_bad_scale():
     with pytest.raises(ValueError, match=r"(?s)tissue_lowres_scalef.*morphology_key=None"):
         ae.pp.prepare(bad, n_clusters=3, clustering_method="kmeans")
     _assert_unchanged(bad, snap)
+
+
+def test_spots_of_few_pixels_are_reported_in_the_log(monkeypatch):
+    """Spots under 10 px wide in the image get a warning naming the image, the width and the fix; wider ones none."""
+    logged = []
+    monkeypatch.setattr(M.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    small = _adata(border=False)  # 10 full-resolution px x 0.5 = 5 px in 'hires'
+    ae.pp.morphology(small, image_key="hires", spot_scale=1.0, n_components=3)
+    assert len(logged) == 1
+    assert "5.0 px wide in image 'hires' of library 'lib'" in logged[0]
+    assert "morphology_key=None" in logged[0]
+    wide = _adata(border=False)
+    wide.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] = 30.0  # 15 px in 'hires'
+    ae.pp.morphology(wide, image_key="hires", spot_scale=1.0, n_components=3)
+    assert len(logged) == 1

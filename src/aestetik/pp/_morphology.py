@@ -442,7 +442,8 @@ def morphology(
     image_key
         Image in ``adata.uns[spatial_key][library_id]['images']`` (or layer of ``img``); ``None`` takes
         ``'hires'`` if present, else ``'lowres'``, else the only image. Its scale factor is
-        ``scalefactors['tissue_' + image_key + '_scalef']``.
+        ``scalefactors['tissue_' + image_key + '_scalef']``. When spots are under 10 pixels wide in it, a
+        warning in the log says that the patches show colour rather than cells.
     img
         A :class:`squidpy.im.ImageContainer` to read the image from instead (its ``scale`` attribute and crop
         offset map ``obsm[spatial_key]`` onto it; ``spot_diameter_fullres`` still comes from ``uns``).

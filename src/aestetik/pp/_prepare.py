@@ -172,9 +172,9 @@ def prepare(
         themselves, as the published method. See the method page for the benchmark behind the default.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: 11 per modality); ``None``
-        uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. Each
-        worker imports the package once per session (a few seconds), so it pays on sections of thousands of
-        spots and more.
+        uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. The
+        workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
+        thousands of spots and more.
     {random_state}
     key_added
         Prefix of every key written.

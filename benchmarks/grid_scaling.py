@@ -42,7 +42,8 @@ def main() -> None:
     import numba
     import torch
 
-    from aestetik._grid import gather_windows, window_index
+    from aestetik._model._windows import gather_windows
+    from aestetik._space._grid import window_index
 
     window_index(hex_lattice(1000), np.zeros(1000, np.int32), args.window)  # compile once
     rows = []

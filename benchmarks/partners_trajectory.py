@@ -1,6 +1,6 @@
 """Domains along a training run on a large synthetic section: where they are lost, and why.
 
-Trains with a plain loop over :class:`aestetik._training.AestetikModule` (the module ``fit`` trains, without
+Trains with a plain loop over :class:`aestetik._model._module.AestetikModule` (the module ``fit`` trains, without
 Lightning) and, at the chosen steps, embeds all spots deterministically (``n_mc_samples=0``) and clusters the
 embedding with k-means into ``n_domains`` and into ``2 * n_domains`` and ``3 * n_domains`` clusters. The last two
 are scored both directly and after mapping every cluster to its majority true domain: if that stays high while
@@ -59,8 +59,8 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     import aestetik as ae
-    from aestetik._training import AnchorBatches
-    from aestetik._weights import calibrate_weights
+    from aestetik._model._module import AnchorBatches
+    from aestetik._model._weights import calibrate_weights
     from aestetik.tl._fit import DEFAULT_MORPHOLOGY_WEIGHT, build_module
 
     torch.set_num_threads(1)

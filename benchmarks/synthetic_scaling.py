@@ -56,7 +56,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _conv_shapes(window_size: int, kernel_size: int) -> tuple[int, int, int]:
-    """Effective kernel, convolution output side and pooled side (as ``aestetik._network``)."""
+    """Effective kernel, convolution output side and pooled side (as ``aestetik._model._network``)."""
     k = kernel_size if kernel_size < window_size else max(1, window_size - 1)
     conv_out = window_size - k + 1
     return k, conv_out, math.floor((conv_out - k) / 3 + 1)

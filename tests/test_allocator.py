@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from aestetik import _allocator
-from aestetik._allocator import keep_freed_memory, release_free_memory
+from aestetik._model import _allocator
+from aestetik._model._allocator import keep_freed_memory, release_free_memory
 
 
 class _Mallinfo2(ctypes.Structure):

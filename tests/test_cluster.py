@@ -7,8 +7,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik import _clustering
-from aestetik._clustering import ClusterResult, _consecutive, _search_resolution, cluster_features, refine_labels
+from aestetik._domains import _clustering
+from aestetik._domains._clustering import (
+    ClusterResult,
+    _consecutive,
+    _search_resolution,
+    cluster_features,
+    refine_labels,
+)
 
 # ---------------------------------------------------------------- fixtures
 
@@ -506,7 +512,7 @@ def test_fit_on_a_subsample_then_predict_all(method):
     from sklearn.datasets import make_blobs
     from sklearn.metrics import adjusted_rand_score
 
-    from aestetik._clustering import cluster_features
+    from aestetik._domains._clustering import cluster_features
 
     x, truth = make_blobs(n_samples=3000, centers=4, n_features=5, cluster_std=1.0, random_state=0)
     full = cluster_features(x, 4, method=method, random_state=0)
@@ -521,7 +527,7 @@ def test_fit_on_a_subsample_then_predict_all(method):
 
 def test_refinement_with_a_kd_tree_matches_brute_force(monkeypatch):
     """At scale the refinement uses a KD-tree; on a jittered (tie-free) layout it votes like brute force."""
-    from aestetik import _clustering
+    from aestetik._domains import _clustering
 
     rng = np.random.default_rng(0)
     coords = rng.random((800, 2)) * 20
@@ -539,7 +545,7 @@ def test_mixture_on_many_spots_is_fitted_on_a_subsample(monkeypatch):
     from sklearn.datasets import make_blobs
     from sklearn.metrics import adjusted_rand_score
 
-    from aestetik._clustering import MAX_FIT_SPOTS, cluster_features
+    from aestetik._domains._clustering import MAX_FIT_SPOTS, cluster_features
 
     x, truth = make_blobs(n_samples=40_000, centers=4, n_features=15, cluster_std=1.0, random_state=0)
     x = x.astype(np.float32)

@@ -237,7 +237,7 @@ def test_consensus_auto_number_of_domains(prepared):
 
 
 def test_consensus_failure_writes_nothing(prepared, monkeypatch):
-    from aestetik import _training
+    from aestetik._model import _module as _training
 
     adata = prepared.copy()
     adata.obs["aestetik"] = pd.Categorical(["0"] * adata.n_obs)  # an earlier result must survive

@@ -9,8 +9,9 @@ from _data import FAST_FIT
 from _step import STEP_PARAMS, assert_step_equals_plain_windows
 from sklearn.metrics import adjusted_rand_score
 
-from aestetik._grid import gather_windows, window_index, window_medians
-from aestetik._lattice_conv import _pool_extremes, _pool_extremes_reduce, lattice_conv_summary, pool_positions
+from aestetik._model._lattice_conv import _pool_extremes, _pool_extremes_reduce, lattice_conv_summary, pool_positions
+from aestetik._model._windows import gather_windows, window_medians
+from aestetik._space._grid import window_index
 
 pytestmark = [
     pytest.mark.gpu,

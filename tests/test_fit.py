@@ -111,7 +111,7 @@ def test_mc_embedding_against_plain_passes(prepared):
     """
     import torch
 
-    from aestetik._network import ensemble_median
+    from aestetik._model._network import ensemble_median
 
     adata = prepared.copy()
     ae.tl.fit(adata, **FAST_FIT)
@@ -153,7 +153,7 @@ def test_h5ad_round_trip_restores_model(prepared, tmp_path):
 
 
 def test_fit_failure_writes_nothing(prepared, monkeypatch):
-    from aestetik import _training
+    from aestetik._model import _module as _training
 
     adata = prepared.copy()
     calls = {"n": 0}

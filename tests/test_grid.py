@@ -5,8 +5,9 @@ import pytest
 import torch
 from _test_grid_ref import brute_index
 
-from aestetik._grid import gather_windows, window_index
-from aestetik._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
+from aestetik._model._windows import gather_windows
+from aestetik._space._grid import window_index
+from aestetik._space._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
 
 
 def _lattice(kind: str, shape: tuple[int, int], holes: float, rng: np.random.Generator) -> np.ndarray:

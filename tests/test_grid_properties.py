@@ -7,8 +7,8 @@ from _test_grid_ref import brute_index
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aestetik._grid import window_index
-from aestetik._lattice import lattice_type
+from aestetik._space._grid import window_index
+from aestetik._space._lattice import lattice_type
 
 
 @st.composite

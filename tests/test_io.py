@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from aestetik._io import arrays_to_state, load_weights, save_weights, state_to_arrays
-from aestetik._network import AestetikNetwork
+from aestetik._model._io import arrays_to_state, load_weights, save_weights, state_to_arrays
+from aestetik._model._network import AestetikNetwork
 
 
 def test_weights_file_round_trip(tmp_path):

@@ -8,8 +8,7 @@ import torch
 from _step import STEP_PARAMS, assert_step_equals_plain_windows
 from torch.nn import functional as F
 
-from aestetik._grid import gather_windows, window_index, window_medians
-from aestetik._lattice_conv import (
+from aestetik._model._lattice_conv import (
     _pool_extremes,
     _pool_extremes_reduce,
     cell_keys,
@@ -17,6 +16,8 @@ from aestetik._lattice_conv import (
     patch_positions,
     pool_positions,
 )
+from aestetik._model._windows import gather_windows, window_medians
+from aestetik._space._grid import window_index
 
 
 def _plain_summary(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):

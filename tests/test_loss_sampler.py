@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from aestetik._loss import aestetik_loss, triplet_loss
-from aestetik._sampler import TripletSampler
-from aestetik._weights import calibrate_weights
+from aestetik._model._loss import aestetik_loss, triplet_loss
+from aestetik._model._sampler import TripletSampler
+from aestetik._model._weights import calibrate_weights
 
 
 def _hand_triplet(a, p, n):

@@ -5,8 +5,8 @@ import pytest
 from _data import FAST_FIT, make_small
 
 import aestetik as ae
-from aestetik import _memory
-from aestetik._memory import estimate_fit_memory, n_partners_per_anchor
+from aestetik._model import _memory
+from aestetik._model._memory import estimate_fit_memory, n_partners_per_anchor
 
 SIZES = {
     "n_channels": 30,

@@ -9,7 +9,7 @@ import torch
 from _data import FAST_FIT, make_small
 
 import aestetik as ae
-from aestetik._io import load_weights, save_weights
+from aestetik._model._io import load_weights, save_weights
 
 PREPARE = {"n_clusters": 3, "clustering_method": "kmeans"}
 

@@ -11,7 +11,7 @@ import pytest
 from _data import make_small
 
 import aestetik as ae
-from aestetik import _image_features as F
+from aestetik._image import _features as F
 from aestetik.pp import _morphology as M
 
 SCALEF = 0.5  # hires

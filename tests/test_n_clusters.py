@@ -8,8 +8,8 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik import _stability
-from aestetik._stability import choose_n_clusters, pairwise_shared_ari, stability_curve
+from aestetik._domains import _stability
+from aestetik._domains._stability import choose_n_clusters, pairwise_shared_ari, stability_curve
 from aestetik.tl._cluster import n_cluster_candidates
 
 

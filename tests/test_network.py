@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from aestetik._network import (
+from aestetik._model._network import (
     AestetikNetwork,
     EnsembleEncoder,
     conv_shapes,

@@ -6,7 +6,7 @@ import pytest
 from _data import make_small
 
 import aestetik as ae
-from aestetik._grid import window_index
+from aestetik._space._grid import window_index
 
 
 def _snapshot(adata):
@@ -137,7 +137,7 @@ def test_prepare_rejects_view(small):
 
 
 def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
-    from aestetik._clustering import ClusterResult
+    from aestetik._domains._clustering import ClusterResult
     from aestetik.pp import _prepare
 
     adata = make_small()

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik._smoothing import HEX_ROW, gaussian_smooth, physical_positions
+from aestetik._space._smoothing import HEX_ROW, gaussian_smooth, physical_positions
 from aestetik.pp._prepare import DEFAULT_SMOOTHING
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._image_features import (
+from aestetik._image._features import (
     _CLIPPED,
     _INSIDE,
     _OUTSIDE,

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 from scanpy import logging as logg
 
-from aestetik._clustering import CLUSTER_METHODS, cluster_features
 from aestetik._docs import doc_params
-from aestetik._grid import window_index
+from aestetik._domains._clustering import CLUSTER_METHODS, cluster_features
 from aestetik._keys import Key
-from aestetik._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
-from aestetik._smoothing import gaussian_smooth, physical_positions
+from aestetik._space._grid import window_index
+from aestetik._space._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
+from aestetik._space._smoothing import gaussian_smooth, physical_positions
 from aestetik._validation import (
     assert_choice,
     assert_finite,

@@ -12,8 +12,8 @@ import pandas as pd
 from scanpy import logging as logg
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from aestetik._clustering import GRAPH_METHODS
 from aestetik._docs import doc_params
+from aestetik._domains._clustering import GRAPH_METHODS
 from aestetik._keys import Key
 from aestetik._validation import assert_n_clusters, assert_not_view, assert_obs_key, assert_obsm_key, checked_kwargs
 from aestetik.tl._cluster import cluster

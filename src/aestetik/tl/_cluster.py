@@ -8,16 +8,16 @@ import pandas as pd
 from natsort import natsorted
 from scanpy import logging as logg
 
-from aestetik._clustering import CLUSTER_METHODS, GRAPH_METHODS, cluster_features, refine_labels
 from aestetik._docs import doc_params
-from aestetik._keys import Key
-from aestetik._stability import (
+from aestetik._domains._clustering import CLUSTER_METHODS, GRAPH_METHODS, cluster_features, refine_labels
+from aestetik._domains._stability import (
     AUTO_N_CLUSTERS,
     RESAMPLE_FRACTION,
     STABILITY_MAX_SPOTS,
     Stability,
     stability_curve,
 )
+from aestetik._keys import Key
 from aestetik._validation import (
     assert_choice,
     assert_finite,

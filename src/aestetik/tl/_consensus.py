@@ -11,8 +11,8 @@ import pandas as pd
 from natsort import natsorted
 from scanpy import logging as logg
 
-from aestetik._clustering import CLUSTER_METHODS
 from aestetik._docs import doc_params
+from aestetik._domains._clustering import CLUSTER_METHODS
 from aestetik._keys import Key
 from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key, checked_kwargs, uns_results
 from aestetik.tl._cluster import cluster, n_cluster_candidates

@@ -7,10 +7,10 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._io import arrays_to_state, state_to_arrays
 from aestetik._keys import Key
+from aestetik._model._io import arrays_to_state, state_to_arrays
+from aestetik._model._weights import calibrate_weights
 from aestetik._validation import assert_choice, assert_int, assert_not_view
-from aestetik._weights import calibrate_weights
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -71,7 +71,7 @@ def _check_memory(
     """Estimate the memory of ``fit``; refuse (before anything runs) when it would not fit on the device."""
     import torch
 
-    from aestetik._memory import (
+    from aestetik._model._memory import (
         CACHE_BYTES,
         USABLE_SHARE,
         available_memory,
@@ -131,7 +131,7 @@ def _network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 def build_module(adata: AnnData, prepare_key: str, params: dict[str, Any], weights: tuple[float, float]):
     """The training module for the prepared ``adata`` (private; shared by :func:`fit` and model restore)."""
-    from aestetik._training import AestetikModule
+    from aestetik._model._module import AestetikModule
 
     prep = adata.uns[prepare_key]["prepare"]
     n_m = int(prep["n_morphology"])
@@ -299,8 +299,9 @@ def fit(
     import torch
 
     from aestetik import __version__
-    from aestetik._allocator import keep_freed_memory, release_free_memory
-    from aestetik._training import AnchorBatches, LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
+    from aestetik._model._allocator import keep_freed_memory, release_free_memory
+    from aestetik._model._module import AnchorBatches
+    from aestetik._model._trainer import LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
 
     assert_not_view(adata, copy=copy)
     prep = _prepared(adata, prepare_key)

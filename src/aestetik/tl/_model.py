@@ -12,10 +12,10 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._io import load_weights, save_weights
 from aestetik._keys import Key
+from aestetik._model._io import load_weights, save_weights
+from aestetik._model._weights import calibrate_weights
 from aestetik._validation import assert_int, assert_not_view
-from aestetik._weights import calibrate_weights
 from aestetik.tl._fit import _network_kwargs, _prepared, restore_module
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ def _check_weights(
     """Load the weights into a network of the given configuration (strictly); a ValueError starting with ``problem``."""
     import torch
 
-    from aestetik._io import arrays_to_state
-    from aestetik._network import AestetikNetwork
+    from aestetik._model._io import arrays_to_state
+    from aestetik._model._network import AestetikNetwork
 
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):  # the throw-away initialisation must not move the user's RNG
@@ -375,8 +375,8 @@ def embed(
     import torch
 
     from aestetik import __version__
-    from aestetik._allocator import keep_freed_memory
-    from aestetik._training import make_trainer, quiet_lightning
+    from aestetik._model._allocator import keep_freed_memory
+    from aestetik._model._trainer import make_trainer, quiet_lightning
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)

@@ -3,7 +3,7 @@
 Neighbouring spots' windows overlap: on a lattice, the ``k x k`` patch under output position ``p`` of spot
 ``i``'s window is a patch of the lattice itself, shared by every window that contains it (up to
 ``(w - k + 1)^2`` of them). Only the window's empty positions differ between windows: they hold that
-window's per-channel median ``m_i`` (see :mod:`aestetik._grid`). The convolution is linear, so
+window's per-channel median ``m_i`` (see :mod:`aestetik._model._windows`). The convolution is linear, so
 
     conv(x_i)[p] = sum_u W_u f[p + u] + sum_u e_i[p + u] (W_u m_i) + b
 
@@ -177,7 +177,7 @@ def lattice_conv_summary(
     Returns
     -------
     Per spot: the sum (B, O) and sum of squares (B, O) of the convolution output over its positions, and its
-    max- and min-pooled maps (B, O, P_pooled): what :class:`~aestetik._network.ConvSummary` holds.
+    max- and min-pooled maps (B, O, P_pooled): what :class:`~aestetik._model._network.ConvSummary` holds.
     """
     kernel_size = weight.shape[-1]
     kk = kernel_size * kernel_size

@@ -110,7 +110,7 @@ def stability_curve(
     Every candidate is clustered on the same subsamples (subsample ``b`` with seed ``random_state + b``); its
     stability is the mean ARI over all pairs of subsamples, on the rows both share. Data with more than
     :data:`STABILITY_MAX_SPOTS` rows are first reduced to a random base sample of that size. ``n_jobs`` goes to
-    :func:`~aestetik._clustering.cluster_features` (the mixture's starts).
+    :func:`~aestetik._domains._clustering.cluster_features` (the mixture's starts).
     """
     from tqdm.auto import tqdm
 

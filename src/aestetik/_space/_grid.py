@@ -1,21 +1,15 @@
-"""The neighbourhood grid: an int32 window index per spot (numba) and the median fill (torch).
+"""The neighbourhood grid: an int32 window index per spot, built with numba.
 
 Instead of the dense float grid of the reference (n x C x w x w), :func:`window_index` stores, for every
 spot, the index of the spot at each of the ``w * w`` lattice positions around it (``-1`` where there is
-none). :func:`gather_windows` turns a batch of rows of that index into filled windows on the training
-device: positions without a spot take, per channel, the median of the present values in that window
-(``numpy.nanmedian`` semantics: the mean of the two middle values for an even count).
+none). :func:`aestetik._model._windows.gather_windows` turns a batch of rows of that index into filled
+windows on the training device.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numba
 import numpy as np
-
-if TYPE_CHECKING:
-    import torch
 
 _MAX_CELLS_PER_SPOT = 64
 
@@ -93,51 +87,3 @@ def window_index(lattice: np.ndarray, samples: np.ndarray, window_size: int) -> 
     _fill_lookup(lookup, offsets, widths, rows, cols, samples, row0, col0)
     _window_index(lookup, offsets, widths, heights, rows, cols, samples, row0, col0, window_size // 2, out)
     return out
-
-
-def window_medians(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(B, C) per-window, per-channel median of the present values (``numpy.nanmedian`` semantics).
-
-    ``features`` (n, C) and ``index`` (B, w * w) rows of :func:`window_index`, on the same device.
-    """
-    import torch
-
-    present = index >= 0  # (B, P)
-    values = features[index.clamp(min=0).long()]  # (B, P, C)
-    nan = values.new_full((), float("nan"))  # on the device: no host-to-device copy
-    ordered = torch.where(present[..., None], values, nan).sort(dim=1).values  # NaN sort last
-    count = present.sum(dim=1, keepdim=True)  # (B, 1); >= 1 (the centre)
-    lo = ((count - 1) // 2)[..., None].expand(-1, 1, values.shape[2])
-    hi = (count // 2)[..., None].expand(-1, 1, values.shape[2])
-    return (0.5 * (ordered.gather(1, lo) + ordered.gather(1, hi)))[:, 0]
-
-
-def gather_windows(
-    features: torch.Tensor, index: torch.Tensor, window_size: int, medians: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Filled windows for a batch of spots.
-
-    Parameters
-    ----------
-    features
-        (n, C) scaled features of all spots, on the training device.
-    index
-        (B, w * w) rows of :func:`window_index` (int), on the same device.
-    window_size
-        ``w``.
-    medians
-        (B, C) :func:`window_medians` of these rows when already known.
-
-    Returns
-    -------
-    (B, C, w, w) tensor; empty positions hold the per-window, per-channel median of the present values.
-    """
-    import torch
-
-    if medians is None:
-        medians = window_medians(features, index)
-    present = index >= 0
-    values = features[index.clamp(min=0).long()]  # (B, P, C)
-    filled = torch.where(present[..., None], values, medians[:, None, :])
-    b, _, c = filled.shape
-    return filled.permute(0, 2, 1).reshape(b, c, window_size, window_size)

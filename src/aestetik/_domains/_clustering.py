@@ -13,7 +13,7 @@ Semantics follow the reference implementation (``aestetik.utils.utils_clustering
   ``louvain`` package (scanpy's default flavor, not a dependency) optimised. For an int ``K`` the resolution is
   searched upward from 0.1 in steps of 0.02.
 - refinement: per sample, a k-NN classifier on the coordinates of confident spots relabels every spot.
-- number of domains (not in the reference): see :mod:`aestetik._stability`.
+- number of domains (not in the reference): see :mod:`aestetik._domains._stability`.
 
 Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
 clusters the closest count is used (the reference kept the last resolution tried); refinement caps

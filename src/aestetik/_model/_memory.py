@@ -49,8 +49,8 @@ def estimate_fit_memory(
 
     ``n_partners`` is the number of triplet partners per anchor over both modalities; ``within_batch`` when
     they are drawn from the anchors of the step (``fit(partners='batch')``). The counts follow
-    :class:`aestetik._training.AestetikModule`: the convolution of the distinct spots of a step (at most
-    ``min(n_obs, occurrences)``) through their distinct lattice cells (:mod:`aestetik._lattice_conv`), its
+    :class:`aestetik._model._module.AestetikModule`: the convolution of the distinct spots of a step (at most
+    ``min(n_obs, occurrences)``) through their distinct lattice cells (:mod:`aestetik._model._lattice_conv`), its
     output kept with its gradient, five batch-norm roles, per-occurrence pooled features and masks, the
     anchors' windows and the decoder's member reconstructions.
     """

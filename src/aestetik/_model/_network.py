@@ -215,7 +215,7 @@ class EnsembleEncoder(nn.Module):
     def summarize_lattice(self, features: torch.Tensor, medians: torch.Tensor, index: torch.Tensor) -> ConvSummary:
         """:meth:`summarize` of the windows with index rows ``index`` (B, w * w) and medians (B, C).
 
-        Computed with one convolution per distinct lattice cell (:mod:`aestetik._lattice_conv`) instead of
+        Computed with one convolution per distinct lattice cell (:mod:`aestetik._model._lattice_conv`) instead of
         one per window position.
         """
         side = self.window_size - self.kernel_size + 1

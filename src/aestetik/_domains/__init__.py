@@ -1,0 +1,1 @@
+"""Domains (METHOD §1, §7), on arrays: clustering back-ends, spatial refinement, stability and consensus voting."""

@@ -92,12 +92,13 @@ def _profile(adata, partners: str, steps: int, out: Path) -> dict:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    from aestetik.tl._fit import build_module
+    from aestetik._model._train import build_module
+    from aestetik._records import read_prepared
 
     fit = adata.uns["aestetik"]["fit"]  # the warm-up fit's parameters (network, loss, batch size)
     params = {**fit["params"], "partners": partners}
     weights = (float(fit["transcriptomics_weight"]), float(fit["morphology_weight"]))
-    module = build_module(adata, "aestetik", params, weights).cuda()
+    module = build_module(read_prepared(adata, "aestetik"), params, weights).cuda()
     module.on_fit_start()
     opt = module.configure_optimizers()
     order = torch.randperm(adata.n_obs, device="cuda").split(int(params["batch_size"]))

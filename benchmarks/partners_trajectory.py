@@ -60,8 +60,9 @@ def main() -> None:
 
     import aestetik as ae
     from aestetik._model._module import AnchorBatches
+    from aestetik._model._train import DEFAULT_MORPHOLOGY_WEIGHT, build_module
     from aestetik._model._weights import calibrate_weights
-    from aestetik.tl._fit import DEFAULT_MORPHOLOGY_WEIGHT, build_module
+    from aestetik._records import read_prepared
 
     torch.set_num_threads(1)
     steps = sorted({int(s) for s in args.steps.split(",")})
@@ -88,7 +89,7 @@ def main() -> None:
         )
         params = {**defaults, "partners": args.partners}
         torch.manual_seed(args.seed)
-        module = build_module(adata, "aestetik", params, weights)
+        module = build_module(read_prepared(adata, "aestetik"), params, weights)
         module.on_fit_start()
         optimizer = module.configure_optimizers()
         batches, it = AnchorBatches(adata.n_obs, args.batch_size, args.seed), iter(())

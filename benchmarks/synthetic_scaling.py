@@ -98,7 +98,7 @@ def training_flops(
     drawn among the anchors, ``within_batch``, i.e. ``fit(partners="batch")``). With ``C`` channels, window ``w``,
     kernel ``k``, ``E`` ensemble members, ``H = c_hid``, ``L = latent_dim``, ``P`` pooled positions and
     ``c = w - k + 1``, see ``src/aestetik/_training.py`` (``AestetikModule.step_loss``) and
-    ``src/aestetik/_network.py``:
+    ``src/aestetik/_model/_network.py``:
 
     * ``conv``: the encoder convolution, forward and weight gradient (the windows need no input gradient), once
       per distinct lattice cell of the step's windows (``src/aestetik/_lattice_conv.py``): a cell is an output

@@ -53,14 +53,14 @@ def ablated():
     """One ablation run; the input channels every fit saw are recorded on the side."""
     adata = _prepared()
     inputs = {}
-    fit = _ablation.fit
+    fit = _ablation.fit_prepared
 
-    def spy(light, **kwargs):
-        inputs[kwargs["prepare_key"]] = np.array(light.obsm[f"{kwargs['prepare_key']}_input"], copy=True)
-        return fit(light, **kwargs)
+    def spy(prepared, **kwargs):
+        inputs[prepared.key] = np.array(prepared.features, copy=True)
+        return fit(prepared, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_ablation, "fit", spy)
+        mp.setattr(_ablation, "fit_prepared", spy)
         out = ae.tl.ablation(adata, ground_truth_key="truth", copy=True, **KW)
     assert "aestetik_ablation" not in adata.uns  # copy=True
     return out, inputs
@@ -150,19 +150,18 @@ def test_single_modality_settings_equal_prepare_of_that_modality(monkeypatch, sm
     prep_kw = {"n_clusters": 3, "clustering_method": "bgm", "pseudo_label_smoothing": smoothing, "window_size": 5}
     ae.pp.prepare(adata, morphology_key="X_morphology", **prep_kw)
     seen = {}
-    fit = _ablation.fit
+    fit = _ablation.fit_prepared
 
-    def spy(light, **kwargs):
-        key = kwargs["prepare_key"]
-        seen[key] = (
-            np.array(light.obsm[f"{key}_input"], copy=True),
-            np.asarray(light.obs[f"{key}_transcriptomics_cluster"]).astype(str),
-            np.array(light.obsm[f"{key}_grid"], copy=True),
-            dict(light.uns[key]["prepare"]),
+    def spy(prepared, **kwargs):
+        seen[prepared.key] = (
+            np.array(prepared.features, copy=True),
+            np.asarray(prepared.labels_transcriptomics).astype(str),
+            np.array(prepared.grid, copy=True),
+            dict(prepared.record),
         )
-        return fit(light, **kwargs)
+        return fit(prepared, **kwargs)
 
-    monkeypatch.setattr(_ablation, "fit", spy)
+    monkeypatch.setattr(_ablation, "fit_prepared", spy)
     out = ae.tl.ablation(adata, copy=True, **KW)
     for setting, rep_key in (("transcriptomics", "X_pca"), ("morphology", "X_morphology")):
         alone = make_small()
@@ -210,16 +209,16 @@ def test_ablation_is_atomic(monkeypatch):
     adata = _prepared()
     before = _snapshot(adata)
     calls = {"n": 0}
-    fit = _ablation.fit
+    fit = _ablation.fit_prepared
 
-    def failing(light, **kwargs):
+    def failing(prepared, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             msg = "boom"
             raise RuntimeError(msg)
-        return fit(light, **kwargs)
+        return fit(prepared, **kwargs)
 
-    monkeypatch.setattr(_ablation, "fit", failing)
+    monkeypatch.setattr(_ablation, "fit_prepared", failing)
     with pytest.raises(RuntimeError, match="boom"):
         ae.tl.ablation(adata, ground_truth_key="truth", **KW)
     assert calls["n"] == 2
@@ -253,7 +252,7 @@ def test_ablation_rejections_leave_adata_unchanged(monkeypatch, edit, kwargs, er
         msg = "validation must fail before any training"
         raise AssertionError(msg)
 
-    monkeypatch.setattr(_ablation, "fit", no_fit)
+    monkeypatch.setattr(_ablation, "fit_prepared", no_fit)
     with pytest.raises(error, match=match):
         ae.tl.ablation(adata, **{**KW, **kwargs})
     _assert_unchanged(adata, before)

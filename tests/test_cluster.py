@@ -7,14 +7,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik._domains import _clustering
+from aestetik._domains import _clustering, _mixture
 from aestetik._domains._clustering import (
     ClusterResult,
     _consecutive,
     _search_resolution,
     cluster_features,
-    refine_labels,
 )
+from aestetik._domains._refine import refine_labels
 
 # ---------------------------------------------------------------- fixtures
 
@@ -146,19 +146,19 @@ def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
     from threadpoolctl import threadpool_limits
 
     x = _overlapping_blobs()
-    bounds = [_clustering._lower_bound(_clustering._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
+    bounds = [_mixture._lower_bound(_mixture._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
     assert int(np.argmax(bounds)) > 0
     assert len(set(np.round(bounds, 6))) > 3
     kw = {"n_components": 6, "covariance_type": "tied", "max_iter": 1000, "random_state": 0}
     with threadpool_limits(1):
         ref = {"random": BayesianGaussianMixture(init_params="random", n_init=10, **kw).fit(x)}
         ref["kmeans"] = BayesianGaussianMixture(init_params="kmeans", n_init=1, **kw).fit(x)
-    expected = max(ref.values(), key=_clustering._lower_bound)
-    got = _clustering.best_bgm(x, 6, 0, n_jobs=n_jobs)
+    expected = max(ref.values(), key=_mixture._lower_bound)
+    got = _mixture.best_bgm(x, 6, 0, n_jobs=n_jobs)
     assert (
-        _clustering._lower_bound(got)
-        == _clustering._lower_bound(expected)
-        == max([*bounds, _clustering._lower_bound(ref["kmeans"])])
+        _mixture._lower_bound(got)
+        == _mixture._lower_bound(expected)
+        == max([*bounds, _mixture._lower_bound(ref["kmeans"])])
     )
     np.testing.assert_array_equal(got.means_, expected.means_)
     np.testing.assert_array_equal(got.predict(x), expected.predict(x))
@@ -180,7 +180,7 @@ def test_bgm_keeps_the_initialisation_with_the_higher_bound():
         init: BayesianGaussianMixture(
             n_components=4, init_params=init, covariance_type="tied", max_iter=1000, n_init=n, random_state=0
         ).fit(x)
-        for init, n in _clustering.BGM_INITS
+        for init, n in _mixture.BGM_INITS
     }
     assert adjusted_rand_score(truth, fits["random"].predict(x)) < 0.8
     assert float(np.ravel(fits["kmeans"].lower_bound_)[-1]) > float(np.ravel(fits["random"].lower_bound_)[-1])
@@ -527,15 +527,15 @@ def test_fit_on_a_subsample_then_predict_all(method):
 
 def test_refinement_with_a_kd_tree_matches_brute_force(monkeypatch):
     """At scale the refinement uses a KD-tree; on a jittered (tie-free) layout it votes like brute force."""
-    from aestetik._domains import _clustering
+    from aestetik._domains import _refine
 
     rng = np.random.default_rng(0)
     coords = rng.random((800, 2)) * 20
     labels = (coords[:, 0] > 10).astype(int)
     noisy = np.where(rng.random(800) < 0.15, 1 - labels, labels)
-    brute = _clustering.refine_labels(noisy, coords, n_neighbors=10)
-    monkeypatch.setattr(_clustering, "BRUTE_FORCE_MAX_SPOTS", 10)
-    tree = _clustering.refine_labels(noisy, coords, n_neighbors=10)
+    brute = _refine.refine_labels(noisy, coords, n_neighbors=10)
+    monkeypatch.setattr(_refine, "BRUTE_FORCE_MAX_SPOTS", 10)
+    tree = _refine.refine_labels(noisy, coords, n_neighbors=10)
     np.testing.assert_array_equal(brute, tree)
     assert (tree == labels).mean() > (noisy == labels).mean()
 
@@ -556,6 +556,6 @@ def test_mixture_on_many_spots_is_fitted_on_a_subsample(monkeypatch):
     everything = cluster_features(x, 4, method="bgm", random_state=0, max_fit_spots=x.shape[0])
     assert adjusted_rand_score(truth, everything.labels) > 0.95
     # ... where the published random starts alone fail (and each costs a fit on every spot)
-    monkeypatch.setattr(_clustering, "BGM_INITS", (("random", 10),))
+    monkeypatch.setattr(_mixture, "BGM_INITS", (("random", 10),))
     published = cluster_features(x, 4, method="bgm", random_state=0, max_fit_spots=x.shape[0])
     assert adjusted_rand_score(truth, published.labels) < 0.5

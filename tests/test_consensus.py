@@ -11,7 +11,7 @@ from _data import FAST_FIT, make_small
 from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
-from aestetik.tl._consensus import align_labels, majority_vote, medoid, pairwise_ari, vote
+from aestetik._domains._consensus import align_labels, majority_vote, medoid, pairwise_ari, vote
 
 FIT = {k: v for k, v in FAST_FIT.items() if k != "show_progress_bar"}
 RUN = {"n_seeds": 3, "n_clusters": 3, "method": "kmeans", "fit_kwargs": FIT, "show_progress_bar": False}

@@ -70,10 +70,11 @@ def test_windows_cuda_equal_cpu():
 def test_training_step_cuda_equals_plain_windows(small):
     """On the GPU a whole training step (loss and gradients) equals the one convolving the filled windows."""
     import aestetik as ae
-    from aestetik.tl._fit import build_module
+    from aestetik._model._train import build_module
+    from aestetik._records import read_prepared
 
     ae.pp.prepare(small, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
-    module = build_module(small, "aestetik", STEP_PARAMS, (1.5, 1.5)).double().to("cuda")
+    module = build_module(read_prepared(small, "aestetik"), STEP_PARAMS, (1.5, 1.5)).double().to("cuda")
     module.on_fit_start()  # the samplers' pools to the GPU
     anchors = torch.randperm(small.n_obs, generator=torch.Generator().manual_seed(0)).cuda()
     assert assert_step_equals_plain_windows(module, anchors).device.type == "cuda"

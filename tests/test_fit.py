@@ -6,7 +6,8 @@ import pytest
 from _data import FAST_FIT, make_small
 
 import aestetik as ae
-from aestetik.tl._fit import restore_module
+from aestetik._model._train import restore_module
+from aestetik._records import read_fitted, read_prepared
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +112,11 @@ def test_mc_embedding_against_plain_passes(prepared):
     """
     import torch
 
-    from aestetik._model._network import ensemble_median
+    from aestetik._model._ensemble import ensemble_median
 
     adata = prepared.copy()
     ae.tl.fit(adata, **FAST_FIT)
-    module = restore_module(adata)
+    module = restore_module(read_fitted(adata, "aestetik"), read_prepared(adata, "aestetik"))
     enc = module.network.encoder
     n = adata.n_obs
     with torch.no_grad():
@@ -147,8 +148,8 @@ def test_h5ad_round_trip_restores_model(prepared, tmp_path):
     rec, rec2 = adata.uns["aestetik"]["fit"], back.uns["aestetik"]["fit"]
     assert rec2["params"] == rec["params"]
     np.testing.assert_array_equal(rec2["history"]["loss"], rec["history"]["loss"])
-    a = restore_module(adata).embed(5, seed=0)
-    b = restore_module(back).embed(5, seed=0)
+    a = restore_module(read_fitted(adata, "aestetik"), read_prepared(adata, "aestetik")).embed(5, seed=0)
+    b = restore_module(read_fitted(back, "aestetik"), read_prepared(back, "aestetik")).embed(5, seed=0)
     np.testing.assert_array_equal(a, b)
 
 
@@ -242,8 +243,10 @@ def test_embedding_same_without_caches(prepared):
     """Kept convolution summaries give the same embedding as recomputing them per chunk."""
     adata = prepared.copy()
     ae.tl.fit(adata, **FAST_FIT)
-    cached = restore_module(adata).embed(5, seed=1, chunk_spots=100)
-    module = restore_module(adata)
+    cached = restore_module(read_fitted(adata, "aestetik"), read_prepared(adata, "aestetik")).embed(
+        5, seed=1, chunk_spots=100
+    )
+    module = restore_module(read_fitted(adata, "aestetik"), read_prepared(adata, "aestetik"))
     module.cache_bytes = 0
     recomputed = module.embed(5, seed=1, chunk_spots=100)
     np.testing.assert_allclose(cached, recomputed, rtol=1e-5, atol=1e-6)

@@ -94,10 +94,11 @@ def test_positions_tables():
 def test_training_step_equals_plain_windows(small):
     """A whole training step (loss and every gradient) equals the one that convolves the filled windows."""
     import aestetik as ae
-    from aestetik.tl._fit import build_module
+    from aestetik._model._train import build_module
+    from aestetik._records import read_prepared
 
     ae.pp.prepare(small, morphology_key="X_morphology", n_clusters=3, clustering_method="kmeans")
-    module = build_module(small, "aestetik", STEP_PARAMS, (1.5, 1.5)).double()
+    module = build_module(read_prepared(small, "aestetik"), STEP_PARAMS, (1.5, 1.5)).double()
     anchors = torch.randperm(small.n_obs, generator=torch.Generator().manual_seed(0))
     assert_step_equals_plain_windows(module, anchors)
 

@@ -12,6 +12,7 @@ from _data import make_small
 
 import aestetik as ae
 from aestetik._image import _features as F
+from aestetik._image import _patches as P
 from aestetik.pp import _morphology as M
 
 SCALEF = 0.5  # hires
@@ -128,8 +129,8 @@ def test_features_equal_squidpy():
         np.testing.assert_allclose(mine, ref[F._feature_names([name])].to_numpy(float), rtol=1e-10, atol=1e-10)
     # clipped spots use only the part inside the image
     lib = M._libraries(adata, img=None, library_id=None, library_key=None, image_key=None, spatial_key="spatial")[0]
-    fn = F._resolve_method(["summary", "texture"])[0]
-    feats, st = M._library_features(lib, side, fn, exact=True, batch_size=8, what="")
+    fn = F.resolve_method(["summary", "texture"])[0]
+    feats, st = P._library_features(lib, side, fn, exact=True, batch_size=8, what="")
     cy = int(centres[-3][0])
     part = sq.im.ImageContainer(image[cy - 2 : cy + 3, 0:4], layer="hires")
     expected = {**part.features_summary("hires"), **part.features_texture("hires")}
@@ -373,7 +374,7 @@ def test_prepare_auto_without_image_and_bad_scale():
 def test_spots_of_few_pixels_are_reported_in_the_log(monkeypatch):
     """Spots under 10 px wide in the image get a warning naming the image, the width and the fix; wider ones none."""
     logged = []
-    monkeypatch.setattr(M.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    monkeypatch.setattr(P.logg, "warning", lambda msg, *a, **k: logged.append(msg))
     small = _adata(border=False)  # 10 full-resolution px x 0.5 = 5 px in 'hires'
     ae.pp.morphology(small, image_key="hires", spot_scale=1.0, n_components=3)
     assert len(logged) == 1

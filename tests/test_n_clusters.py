@@ -9,8 +9,8 @@ from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
 from aestetik._domains import _stability
+from aestetik._domains._assign import n_cluster_candidates
 from aestetik._domains._stability import choose_n_clusters, pairwise_shared_ari, stability_curve
-from aestetik.tl._cluster import n_cluster_candidates
 
 
 def blob_adata(centres: np.ndarray, *, n_per: int = 40, sd: float = 0.5, seed: int = 0) -> ad.AnnData:
@@ -147,9 +147,9 @@ def test_auto_does_not_favour_two_for_nested_domains():
 
 
 def test_auto_curve_is_stored_and_round_trips(tmp_path, monkeypatch):
-    from aestetik.tl import _cluster
+    from aestetik._domains import _assign
 
-    monkeypatch.setattr(_cluster, "AUTO_N_CLUSTERS", (2, 3, 4, 5))  # "auto" itself: test_candidates_from_auto_range
+    monkeypatch.setattr(_assign, "AUTO_N_CLUSTERS", (2, 3, 4, 5))  # "auto" itself: test_candidates_from_auto_range
     adata = blob_adata(corners(3))
     adata.uns["aestetik"] = {"fit": {"params": {"max_epochs": 3}}}
     ae.tl.cluster(adata, "auto", method="kmeans", n_resamples=3, stability_tolerance=0.05, show_progress_bar=False)

@@ -9,15 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from aestetik._model._network import (
-    AestetikNetwork,
-    EnsembleEncoder,
-    conv_shapes,
-    effective_kernel,
-    ensemble_median,
-    members_linear,
-    sum_outer,
-)
+from aestetik._model._ensemble import conv_shapes, effective_kernel, ensemble_median, members_linear, sum_outer
+from aestetik._model._network import AestetikNetwork, EnsembleEncoder
 
 
 def _plain_encoders(net: AestetikNetwork, c_in: int, w: int, mask_after_bn: list[torch.Tensor] | None = None):

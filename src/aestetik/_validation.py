@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -132,13 +132,13 @@ def checked_kwargs(
     return dict(kwargs)
 
 
-def uns_results(adata: AnnData, key: str) -> Mapping[str, Any]:
-    """``adata.uns[key]`` (empty if absent), refused when it is not a dict of results."""
+def uns_results(adata: AnnData, key: str, *, name: str = "key_added") -> Mapping[str, Any]:
+    """``adata.uns[key]`` (empty if absent), refused when it is not a dict of results (``name``: the argument)."""
     previous = adata.uns.get(key, {})
     if not isinstance(previous, Mapping):
         msg = (
             f"`adata.uns[{key!r}]` holds a {type(previous).__name__}, not a dict of results. "
-            "Pass another `key_added` or delete that entry."
+            f"Pass another `{name}` or delete that entry."
         )
         raise TypeError(msg)
     return previous
@@ -154,3 +154,15 @@ def assert_n_jobs(n_jobs: int | None) -> int:
         msg = f"`n_jobs` must be a non-zero int (processes; -1 uses every core) or None, got {n_jobs!r}."
         raise ValueError(msg)
     return int(n_jobs)
+
+
+def signature_defaults(func: Callable, reserved: Iterable[str] = ()) -> dict[str, Any]:
+    """The keyword defaults of ``func`` (a public function), less ``adata`` and the ``reserved`` names."""
+    import inspect
+
+    skip = {"adata", *reserved}
+    return {
+        name: p.default
+        for name, p in inspect.signature(func).parameters.items()
+        if name not in skip and p.default is not inspect.Parameter.empty
+    }

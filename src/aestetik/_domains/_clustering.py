@@ -1,23 +1,21 @@
-"""Clustering back-ends (bgm, k-means, Leiden, Louvain) and the spatial k-NN refinement, on plain arrays.
+"""Clustering back-ends (bgm, k-means, Leiden, Louvain) and the resolution search, on plain arrays.
 
 Semantics follow the reference implementation (``aestetik.utils.utils_clustering`` of aestetik 0.3.1):
 
-- ``bgm``: :class:`~sklearn.mixture.BayesianGaussianMixture` (tied covariance, random init, ``n_init=10``,
-  ``max_iter=1000``), plus one k-means-initialised fit; the fit with the highest lower bound wins (see
-  :data:`BGM_INITS`). The posterior of the assigned component is returned as confidence.
+- ``bgm``: the Bayesian Gaussian mixture of :mod:`aestetik._domains._mixture`.
 - ``kmeans``: :class:`~sklearn.cluster.KMeans` with ``n_init=100``.
-- ``leiden``/``louvain``: scanpy's 50-nearest-neighbour graph. Leiden runs ``leidenalg`` exactly as the reference's
+- ``leiden``/``louvain``: scanpy's 50-nearest-neighbour graph (:func:`knn_connectivities`, the connectivities of
+  ``sc.pp.neighbors`` computed on the array). Leiden runs ``leidenalg`` exactly as the reference's
   ``sc.tl.leiden`` (flavor ``'leidenalg'``) did: directed weighted graph,
   :class:`~leidenalg.RBConfigurationVertexPartition`, ``n_iterations=-1``, seeded. Louvain is
   igraph's multilevel algorithm with resolution on the same (undirected) graph: the same quality function that the
   ``louvain`` package (scanpy's default flavor, not a dependency) optimised. For an int ``K`` the resolution is
   searched upward from 0.1 in steps of 0.02.
-- refinement: per sample, a k-NN classifier on the coordinates of confident spots relabels every spot.
+- refinement: see :mod:`aestetik._domains._refine`.
 - number of domains (not in the reference): see :mod:`aestetik._domains._stability`.
 
 Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
-clusters the closest count is used (the reference kept the last resolution tried); refinement caps
-``n_neighbors`` at the number of confident spots (the reference raised).
+clusters the closest count is used (the reference kept the last resolution tried).
 """
 
 from __future__ import annotations
@@ -26,13 +24,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from scanpy import logging as logg
 
+from ._mixture import _bgm
+
 if TYPE_CHECKING:
     import igraph
+    from scipy import sparse
 
 ClusterMethod = Literal["bgm", "kmeans", "leiden", "louvain"]
 CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethod)
@@ -42,24 +43,17 @@ GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
 RESOLUTIONS: np.ndarray = np.round(np.arange(0.1, 3.0, 0.02), 6)
 #: Neighbours of the graph for ``leiden``/``louvain``.
 GRAPH_N_NEIGHBORS = 50
-#: How many times ``reg_covar`` is multiplied by 10 when the mixture's covariance is ill-conditioned.
-BGM_REG_COVAR_RETRIES = 3
-#: Initialisations of the mixture: ``(init_params, n_init)``. The published 10 random initialisations, plus
-#: one from k-means; as within sklearn's ``n_init``, the fit with the highest variational lower bound (the
-#: mixture's own objective) is kept, so the result is never worse by that objective than the published one.
-#: Random responsibilities start every component near the global mean and can all converge to one poor
-#: split (a trained synthetic embedding: ARI 0.42 from all 10, 0.92 from k-means, which also has the
-#: higher bound); where the random fits are better (DLPFC pseudo-labels) their bound is the higher one.
-BGM_INITS: tuple[tuple[str, int], ...] = (("random", 10), ("kmeans", 1))
 #: ``'bgm'`` and ``'kmeans'`` fit on at most this many random spots, then predict all (see cluster_features).
 #: The mixture's random initialisation (random responsibilities, as published) starts every component at
 #: nearly the global mean once there are many spots, and then converges to a degenerate split (measured on
 #: the synthetic sections: ARI 0.98 fitted on 5,000 of 100,000 spots, 0.02 on 20,000 or more). The k-means
-#: start of :data:`BGM_INITS` rescues such fits, but 11 fits on every spot would dominate the run time, so
-#: the mixture is fitted on at most 5,000 spots, more than any Visium section holds (4,992).
+#: start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11 fits on every spot would
+#: dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any Visium section holds
+#: (4,992).
 MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000}
-#: The spatial refinement searches neighbours by brute force up to this many confident spots, else a KD-tree.
-BRUTE_FORCE_MAX_SPOTS = 50_000
+#: From this many rows on, ``sc.pp.neighbors`` (euclidean metric) searches the neighbours approximately with
+#: pynndescent, below exactly by brute force; :func:`knn_connectivities` does the same.
+APPROXIMATE_NEIGHBORS_MIN_SPOTS = 8192
 
 
 @dataclass
@@ -166,115 +160,6 @@ def _convergence_to_log(what: str) -> Iterator[None]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
-def _bgm(
-    x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None, n_jobs: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of :data:`BGM_INITS`."""
-    data = x if fit_rows is None else x[fit_rows]
-    bgm = best_bgm(data, n_clusters, random_state, n_jobs=n_jobs)
-    labels = bgm.predict(x)
-    proba = bgm.predict_proba(x).max(axis=1)
-    return labels, proba
-
-
-def _lower_bound(model) -> float:
-    return float(np.asarray(model.lower_bound_).reshape(-1)[-1])
-
-
-def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int = 1):
-    """The fitted mixture with the highest lower bound over the starts of :data:`BGM_INITS`, in ``n_jobs`` processes.
-
-    Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
-    responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
-    which is the stream sklearn's ``n_init`` loop reads, so the starts are those of one sklearn fit with
-    ``n_init`` starts and the first start with the highest bound wins as there. The result does not depend on
-    ``n_jobs``. Each fit runs with one BLAS thread. A group whose covariance is ill-conditioned is refitted
-    with 10x ``reg_covar``, as a whole (as its single sklearn fit would be). Entries other than ``'random'``
-    have one start (further k-means starts would read a stream of no fixed length).
-    """
-    if any(n_init != 1 for init, n_init in BGM_INITS if init != "random"):
-        msg = "Only the 'random' initialisation can have several starts."
-        raise AssertionError(msg)
-    # one task per start: (entry of BGM_INITS, init, start)
-    starts = [(g, init, start) for g, (init, n_init) in enumerate(BGM_INITS) for start in range(n_init)]
-    reg_covar = [1e-6] * len(BGM_INITS)  # sklearn's default, per entry
-    fits: list[Any] = [None] * len(starts)
-    todo = list(range(len(starts)))
-    for attempt in range(BGM_REG_COVAR_RETRIES + 1):
-        tasks = [
-            (x, n_clusters, random_state, init, start, reg_covar[g]) for g, init, start in (starts[i] for i in todo)
-        ]
-        for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs), strict=True):
-            fits[i] = out
-        errors = {starts[i][0]: fits[i] for i in reversed(todo) if isinstance(fits[i], Exception)}  # first per entry
-        if not errors:
-            break
-        for g, err in sorted(errors.items()):
-            if attempt == BGM_REG_COVAR_RETRIES:
-                msg = (
-                    f"The Gaussian mixture failed even with reg_covar={reg_covar[g]:g} (ill-conditioned covariance). "
-                    "Use fewer clusters, or check the representation for duplicated or constant spots."
-                )
-                raise ValueError(msg) from err
-            reg_covar[g] *= 10
-            logg.warning(f"Gaussian mixture covariance ill-conditioned; retrying with reg_covar={reg_covar[g]:g}.")
-        todo = [i for i, (g, _, _) in enumerate(starts) if g in errors]
-    # the best start of each entry (first wins ties, as in sklearn), then the best entry (first wins ties)
-    entry_best = [
-        max((i for i, (h, _, _) in enumerate(starts) if h == g), key=lambda i: _lower_bound(fits[i]))
-        for g in range(len(BGM_INITS))
-    ]
-    if any(not fits[i].converged_ for i in entry_best):
-        logg.warning(
-            "Bayesian Gaussian mixture: Best performing initialization did not converge. Try different init "
-            "parameters, or increase max_iter, tol, or check for degenerate data."
-        )
-    return fits[max(entry_best, key=lambda i: _lower_bound(fits[i]))]
-
-
-def _run(function: Callable, tasks: list[tuple], n_jobs: int) -> list:
-    """``[function(*t) for t in tasks]``, in up to ``n_jobs`` worker processes (joblib's meaning: -1 = all cores)."""
-    from joblib import Parallel, delayed, effective_n_jobs
-
-    n_jobs = min(effective_n_jobs(n_jobs), len(tasks))
-    if n_jobs <= 1:
-        return [function(*t) for t in tasks]
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(function)(*t) for t in tasks)
-
-
-def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str, start: int, reg_covar: float):
-    """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`best_bgm`), or the error it raised.
-
-    An ill-conditioned covariance comes back as the exception (the caller retries the group); any other error is
-    raised. Convergence warnings are silenced here and judged on the chosen fit by the caller.
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.mixture import BayesianGaussianMixture
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.RandomState(random_state)  # what sklearn makes of the int seed
-    if init == "random":
-        for _ in range(start):  # the responsibilities of the starts before this one
-            rng.uniform(size=(x.shape[0], n_clusters))
-    bgm = BayesianGaussianMixture(
-        n_components=n_clusters,
-        init_params=init,
-        covariance_type="tied",
-        max_iter=1000,
-        n_init=1,
-        random_state=rng,
-        reg_covar=reg_covar,
-    )
-    try:
-        with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return bgm.fit(x)
-    except (ValueError, np.linalg.LinAlgError) as err:
-        if isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err):
-            return err
-        raise
-
-
 def _kmeans(x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None) -> np.ndarray:
     from sklearn.cluster import KMeans
 
@@ -286,20 +171,16 @@ def _kmeans(x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndar
 
 
 def _neighbour_graph(x: np.ndarray, method: str, random_state: int) -> tuple[igraph.Graph, np.ndarray]:
-    """Scanpy's k-NN connectivities of ``x`` (on a private AnnData) as an igraph graph with edge weights.
+    """The k-NN connectivities of ``x`` (:func:`knn_connectivities`) as an igraph graph with edge weights.
 
     Directed (both directions of every edge) for Leiden, as ``sc.tl.leiden`` builds it; undirected for Louvain.
     """
-    import anndata as ad
     import igraph as ig
-    import pandas as pd
-    import scanpy as sc
     from scipy import sparse
 
     n = x.shape[0]
-    tmp = ad.AnnData(obs=pd.DataFrame(index=pd.RangeIndex(n).astype(str)), obsm={"X_rep": x})
-    sc.pp.neighbors(tmp, n_neighbors=max(min(GRAPH_N_NEIGHBORS, n - 1), 2), use_rep="X_rep", random_state=random_state)
-    adjacency = sparse.csr_matrix(tmp.obsp["connectivities"])
+    connectivities = knn_connectivities(x, max(min(GRAPH_N_NEIGHBORS, n - 1), 2), random_state=random_state)
+    adjacency = sparse.csr_matrix(connectivities)
     directed = method == "leiden"
     if not directed:
         adjacency = sparse.triu(adjacency, k=1, format="csr")  # the connectivities are symmetric
@@ -307,6 +188,83 @@ def _neighbour_graph(x: np.ndarray, method: str, random_state: int) -> tuple[igr
     weights = np.asarray(adjacency[sources, targets], dtype=np.float64).reshape(-1)
     graph = ig.Graph(n=n, edges=list(zip(sources.tolist(), targets.tolist(), strict=True)), directed=directed)
     return graph, weights
+
+
+def knn_connectivities(x: np.ndarray, n_neighbors: int, *, random_state: int = 0) -> sparse.csr_matrix:
+    """UMAP connectivities of the ``n_neighbors`` nearest neighbours (euclidean; each row is its own first one).
+
+    The matrix that ``sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep=key, random_state=random_state)``
+    (scanpy 1.11, ``method='umap'``) writes to ``adata.obsp['connectivities']`` when ``adata.obsm[key]`` is ``x``,
+    computed as scanpy does, on the array: below :data:`APPROXIMATE_NEIGHBORS_MIN_SPOTS` rows the exact
+    neighbours (:class:`~sklearn.neighbors.KNeighborsTransformer`, brute force), from there on approximate ones
+    (:class:`~pynndescent.PyNNDescentTransformer`, seeded, with UMAP's ``n_trees`` and ``n_iters``), both with
+    :attr:`scanpy.settings.n_jobs`; then :func:`umap.umap_.fuzzy_simplicial_set`. Scanpy's details are kept: the
+    row itself is prepended only when no row's search returned it first, the brute-force distance of a row to
+    itself is set to 0, and ``n_neighbors`` above the number of rows becomes ``1 + n // 2`` (with its warning).
+    """
+    import scanpy as sc
+    from scipy import sparse
+
+    n = x.shape[0]
+    if n_neighbors > n:
+        n_neighbors = 1 + int(0.5 * n)
+        logg.warning(f"n_obs too small: adjusting to `n_neighbors = {n_neighbors}`")
+    exact = n < APPROXIMATE_NEIGHBORS_MIN_SPOTS
+    if exact:
+        from sklearn.neighbors import KNeighborsTransformer
+
+        transformer = KNeighborsTransformer(
+            algorithm="brute",
+            n_jobs=sc.settings.n_jobs,
+            n_neighbors=min(n - 1, n_neighbors),
+            metric="euclidean",
+            metric_params={},
+        )
+    else:
+        from pynndescent import PyNNDescentTransformer
+
+        transformer = PyNNDescentTransformer(
+            n_neighbors=n_neighbors,
+            metric="euclidean",
+            metric_kwds={},
+            random_state=random_state,
+            n_jobs=sc.settings.n_jobs,
+            n_trees=min(64, 5 + round(n**0.5 / 20.0)),
+            n_iters=max(5, round(np.log2(n))),
+        )
+    # CSR: per row the n_neighbors + 1 nearest (normally the row itself first), nearest first
+    distance_graph = transformer.fit_transform(x)
+    per_row = np.diff(distance_graph.indptr)
+    if np.any(per_row != per_row[0]):
+        msg = "The neighbour search returned rows with different numbers of neighbours."
+        raise AssertionError(msg)
+    indices = distance_graph.indices.reshape(n, int(per_row[0]))
+    distances = distance_graph.data.reshape(n, int(per_row[0]))
+    if not np.any(indices[:, 0] == np.arange(n)):
+        indices = np.hstack([np.arange(n)[:, None], indices])
+        distances = np.hstack([np.zeros(n)[:, None], distances])
+    elif exact:
+        # scanpy zeroes the diagonal of the brute-force distances (sklearn's distance of a row to itself is not
+        # always 0), in place, so in the neighbours' distances, which share that memory unless copied just above
+        distances = distances.copy()
+        distances[indices == np.arange(n)[:, None]] = 0
+    indices, distances = indices[:, :n_neighbors], distances[:, :n_neighbors]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Tensorflow not installed")
+        from umap.umap_ import fuzzy_simplicial_set
+
+    connectivities, _, _ = fuzzy_simplicial_set(
+        sparse.coo_matrix((n, 1)),
+        n_neighbors,
+        None,
+        None,
+        knn_indices=indices,
+        knn_dists=distances,
+        set_op_mix_ratio=1.0,
+        local_connectivity=1.0,
+    )
+    return connectivities.tocsr()
 
 
 def _partition(
@@ -361,55 +319,3 @@ def _search_resolution(
         f"using resolution {res:g} with {count} clusters."
     )
     return labels, res
-
-
-def refine_labels(
-    labels: np.ndarray,
-    coords: np.ndarray,
-    *,
-    confidence: np.ndarray | None = None,
-    threshold: float = 0.9,
-    n_neighbors: int = 10,
-    groups: np.ndarray | None = None,
-) -> np.ndarray:
-    """Relabel every spot by majority vote of its ``n_neighbors`` nearest confident spots of the same group.
-
-    Confident spots are those with ``confidence > threshold`` (all spots when ``confidence`` is ``None``).
-    A group whose confident spots carry fewer than 2 labels is left unchanged. Ties go to the smallest label.
-    """
-    from sklearn.neighbors import KNeighborsClassifier
-
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
-    coords = np.asarray(coords, dtype=np.float64)
-    n = labels.shape[0]
-    if coords.ndim != 2 or coords.shape[0] != n:
-        msg = f"coords has shape {coords.shape}; expected ({n}, d)."
-        raise ValueError(msg)
-    if n_neighbors < 1:
-        msg = f"n_neighbors must be positive, got {n_neighbors}."
-        raise ValueError(msg)
-    confident = np.ones(n, dtype=bool) if confidence is None else np.asarray(confidence).reshape(-1) > threshold
-    if confident.shape[0] != n:
-        msg = f"confidence has {confident.shape[0]} values; expected {n}."
-        raise ValueError(msg)
-    if groups is None:
-        group_ids = np.zeros(n, dtype=np.int64)
-    else:
-        group_ids = np.unique(np.asarray(groups).reshape(-1), return_inverse=True)[1].reshape(-1)
-        if group_ids.shape[0] != n:
-            msg = f"groups has {group_ids.shape[0]} values; expected {n}."
-            raise ValueError(msg)
-
-    refined = labels.copy()
-    for g in np.unique(group_ids):
-        members = np.flatnonzero(group_ids == g)
-        train = members[confident[members]]
-        if np.unique(labels[train]).size < 2:
-            continue
-        # brute force as the reference (same choice among equidistant lattice neighbours); a KD-tree at scale,
-        # where brute force would compare every spot with every confident spot
-        algorithm = "brute" if train.size <= BRUTE_FORCE_MAX_SPOTS else "kd_tree"
-        knn = KNeighborsClassifier(n_neighbors=min(n_neighbors, train.size), weights="uniform", algorithm=algorithm)
-        knn.fit(coords[train], labels[train])
-        refined[members] = knn.predict(coords[members])
-    return refined

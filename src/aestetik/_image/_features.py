@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,7 +21,8 @@ _BINS = 10  # squidpy's ``features_histogram`` default
 _PROPS = ("contrast", "dissimilarity", "homogeneity", "correlation", "ASM")  # squidpy's ``features_texture``
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)  # at distance 1
 _OFFSETS = tuple((round(np.sin(a)), round(np.cos(a))) for a in _ANGLES)  # (row, col) step, as skimage's graycomatrix
-_INSIDE, _CLIPPED, _OUTSIDE = 0, 1, 2
+INSIDE, CLIPPED, OUTSIDE = 0, 1, 2
+"""Patch status of :func:`patch_boxes`: inside the image, clipped by its border, entirely outside."""
 
 
 def patch_side(diameter: float, scalef: float, spot_scale: float) -> int:
@@ -36,7 +37,7 @@ def patch_boxes(centres: np.ndarray, side: int, shape: tuple[int, int]) -> tuple
     bounds = np.asarray(shape[:2])
     inside = (start >= 0).all(axis=1) & (stop <= bounds).all(axis=1)
     outside = (stop <= 0).any(axis=1) | (start >= bounds).any(axis=1)
-    return start, np.where(inside, _INSIDE, np.where(outside, _OUTSIDE, _CLIPPED))
+    return start, np.where(inside, INSIDE, np.where(outside, OUTSIDE, CLIPPED))
 
 
 def gather_patches(image: np.ndarray, start: np.ndarray, side: int) -> np.ndarray:
@@ -107,6 +108,15 @@ def texture_features(p: np.ndarray) -> np.ndarray:
     return out.reshape(b, -1)
 
 
+class Method(NamedTuple):
+    """A resolved ``method`` of :func:`aestetik.pp.morphology`."""
+
+    fn: Callable[[np.ndarray], np.ndarray]  # features (b, f) of a batch of (b, h, w, 3) patches
+    what: str  # description, for the record and messages
+    exact: bool  # whether clipped patches are cut to the part inside the image (else padded by border pixels)
+    names: list[str] | None  # feature names, when known
+
+
 _FUNCTIONS = {"summary": summary_features, "histogram": histogram_features, "texture": texture_features}
 
 
@@ -126,8 +136,8 @@ def _feature_names(names: Sequence[str], n_channels: int = 3) -> list[str]:
     return out
 
 
-def _resolve_method(method: Any) -> tuple[Callable[[np.ndarray], np.ndarray], str, bool, list[str] | None]:
-    """Feature function of a batch of patches, its description, whether clipped patches are cut exactly, names."""
+def resolve_method(method: Any) -> Method:
+    """The :class:`Method` of ``method``: feature function of a batch of patches, description, exactness, names."""
     if isinstance(method, str) or (
         isinstance(method, Sequence) and not isinstance(method, str) and all(isinstance(m, str) for m in method)
     ):
@@ -138,12 +148,17 @@ def _resolve_method(method: Any) -> tuple[Callable[[np.ndarray], np.ndarray], st
         for name in names:
             assert_choice(name, FEATURES, name="method")
         fns = [_FUNCTIONS[n] for n in names]
-        return (lambda p: np.concatenate([f(p) for f in fns], axis=1)), "+".join(names), True, _feature_names(names)
+        return Method(
+            lambda p: np.concatenate([f(p) for f in fns], axis=1),
+            "+".join(names),
+            exact=True,
+            names=_feature_names(names),
+        )
     torch = sys.modules.get("torch")  # a torch.nn.Module exists only once torch is imported; spare the import
     if torch is not None and isinstance(method, torch.nn.Module):
-        return _module_features(method), f"torch.nn.Module:{type(method).__name__}", False, None
+        return Method(_module_features(method), f"torch.nn.Module:{type(method).__name__}", exact=False, names=None)
     if callable(method):
-        return method, f"callable:{getattr(method, '__name__', type(method).__name__)}", False, None
+        return Method(method, f"callable:{getattr(method, '__name__', type(method).__name__)}", exact=False, names=None)
     msg = f"`method` must be one of {FEATURES}, a list of them, a callable or a torch.nn.Module; got {type(method).__name__}."
     raise TypeError(msg)
 
@@ -170,7 +185,8 @@ def _module_features(module: Any) -> Callable[[np.ndarray], np.ndarray]:
     return features
 
 
-def _call(fn: Callable[[np.ndarray], np.ndarray], p: np.ndarray, *, what: str) -> np.ndarray:
+def call_method(fn: Callable[[np.ndarray], np.ndarray], p: np.ndarray, *, what: str) -> np.ndarray:
+    """``fn(p)`` as float64, checked to be a numeric (b, f) array of the ``b`` patches ``p``."""
     out = np.asarray(fn(p))
     if out.ndim != 2 or out.shape[0] != len(p) or out.shape[1] == 0 or not np.issubdtype(out.dtype, np.number):
         msg = f"`method` ({what}) returned shape {out.shape} ({out.dtype}) for {len(p)} patches; expected a numeric (b, f) array, f >= 1."

@@ -1,4 +1,4 @@
-"""Trained weights as plain arrays: into ``adata.uns`` and to/from a file without unpickling objects."""
+"""Trained weights as plain arrays (for ``uns``), weights files read without unpickling objects, and model files."""
 
 from __future__ import annotations
 
@@ -49,3 +49,111 @@ def load_weights(path: str | PathLike) -> tuple[dict[str, np.ndarray], dict[str,
         msg = f"{str(path)!r} is not an aestetik weights file (expected format {FORMAT!r})."
         raise ValueError(msg)
     return state_to_arrays(payload["state"]), dict(payload["config"])
+
+
+#: Marks the configuration of a file written by :func:`aestetik.tl.save_model` (a bare ``save_weights`` file lacks it).
+MODEL_KIND = "aestetik-model-v1"
+#: Sizes of the prepared input that a model's network depends on, with their names in error messages.
+LAYOUT = (
+    ("n_transcriptomics", "transcriptomics channels"),
+    ("n_morphology", "morphology channels"),
+    ("window_size", "window size"),
+)
+
+
+def layout(prep: Mapping[str, Any]) -> dict[str, int]:
+    """The sizes of :data:`LAYOUT` in a ``prepare`` record."""
+    return {
+        "n_transcriptomics": int(prep["n_transcriptomics"]),
+        "n_morphology": int(prep["n_morphology"]),
+        "window_size": int(prep["params"]["window_size"]),
+    }
+
+
+def assert_layout(model: Mapping[str, int], prep: Mapping[str, Any], *, prepare_key: str, source: str) -> None:
+    """Raise a ValueError naming every size in which the model and the prepared data differ."""
+    have = layout(prep)
+    diffs = [
+        f"{label}: model {int(model[name])}, adata {have[name]}"
+        for name, label in LAYOUT
+        if int(model[name]) != have[name]
+    ]
+    if diffs:
+        msg = (
+            f"{source} does not fit the data prepared in `adata.uns[{prepare_key!r}]['prepare']` ({'; '.join(diffs)}). "
+            "Run `aestetik.pp.prepare` with representations and `window_size` of the model's sizes, or use a model "
+            "trained on such data."
+        )
+        raise ValueError(msg)
+
+
+def model_file_config(
+    fit: Mapping[str, Any], network: Mapping[str, Any], prep: Mapping[str, Any], history: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """The configuration :func:`save_weights` stores next to a model's weights (plain values and tensors only).
+
+    ``fit`` holds the plain ``params``, the two modality weights and ``seconds``; ``network`` the network's
+    arguments; ``prep`` the ``prepare`` record, whose sizes the network depends on.
+    """
+    import torch
+
+    prepare_params = prep["params"]
+    return {
+        "kind": MODEL_KIND,
+        "fit": {
+            "params": fit["params"],
+            "transcriptomics_weight": float(fit["transcriptomics_weight"]),
+            "morphology_weight": float(fit["morphology_weight"]),
+            "history": {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in history.items()},
+            "seconds": fit["seconds"],
+        },
+        "network": dict(network),
+        "layout": {
+            **layout(prep),
+            "channels": ["transcriptomics", "morphology"],  # order of the channel blocks
+            "transcriptomics_key": str(prepare_params.get("transcriptomics_key", "")),
+            "morphology_key": str(prepare_params.get("morphology_key", "")),
+        },
+    }
+
+
+def model_config(config: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
+    """The fit record (without weights), network kwargs and layout stored by :func:`aestetik.tl.save_model`."""
+    from ._train import NETWORK_PARAMS
+
+    if config.get("kind") != MODEL_KIND:
+        msg = (
+            f"{str(path)!r} holds aestetik weights but no model configuration (expected {MODEL_KIND!r}); "
+            "write models with `aestetik.tl.save_model`."
+        )
+        raise ValueError(msg)
+    try:
+        fit = dict(config["fit"])
+        params = dict(fit["params"])
+        network = {k: config["network"][k] for k in NETWORK_PARAMS}
+        sizes = {name: int(config["layout"][name]) for name, _ in LAYOUT}
+        missing = [name for name in ("morphology_weight", "total_weight", "prepare_key") if name not in params]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (KeyError, TypeError, ValueError) as e:
+        msg = f"{str(path)!r} is an incomplete aestetik model file (missing {e}); write it again with `aestetik.tl.save_model`."
+        raise ValueError(msg) from e
+    return fit, network, sizes
+
+
+def check_weights(
+    weights: Mapping[str, np.ndarray], network: Mapping[str, Any], sizes: Mapping[str, int], *, problem: str
+) -> None:
+    """Load the weights into a network of the given configuration (strictly); a ValueError starting with ``problem``."""
+    import torch
+
+    from ._network import AestetikNetwork
+
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):  # the throw-away initialisation must not move the user's RNG
+        net = AestetikNetwork(sizes["n_transcriptomics"] + sizes["n_morphology"], sizes["window_size"], **network)
+    try:
+        net.load_state_dict(arrays_to_state(weights))
+    except RuntimeError as e:
+        msg = f"{problem}: {e}"
+        raise ValueError(msg) from e

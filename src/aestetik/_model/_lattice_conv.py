@@ -177,7 +177,7 @@ def lattice_conv_summary(
     Returns
     -------
     Per spot: the sum (B, O) and sum of squares (B, O) of the convolution output over its positions, and its
-    max- and min-pooled maps (B, O, P_pooled): what :class:`~aestetik._model._network.ConvSummary` holds.
+    max- and min-pooled maps (B, O, P_pooled): what :class:`~aestetik._model._ensemble.ConvSummary` holds.
     """
     kernel_size = weight.shape[-1]
     kk = kernel_size * kernel_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._network import conv_shapes, effective_kernel
+from ._ensemble import conv_shapes, effective_kernel
 
 FLOAT = 4
 #: The embedding keeps the per-spot convolution summaries of all spots when they take at most this many bytes.

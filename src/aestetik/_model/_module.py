@@ -9,9 +9,10 @@ import lightning as L
 import numpy as np
 import torch
 
+from ._ensemble import ensemble_median
 from ._loss import LossOutput, aestetik_loss
 from ._memory import CACHE_BYTES
-from ._network import AestetikNetwork, ensemble_median
+from ._network import AestetikNetwork
 from ._sampler import TripletSampler
 from ._windows import gather_windows, window_medians
 

@@ -1,4 +1,4 @@
-"""The neighbourhood grid: an int32 window index per spot, built with numba.
+"""The neighbourhood grid (METHOD §3): min-max scaled channels and an int32 window index per spot, built with numba.
 
 Instead of the dense float grid of the reference (n x C x w x w), :func:`window_index` stores, for every
 spot, the index of the spot at each of the ``w * w`` lattice positions around it (``-1`` where there is
@@ -87,3 +87,11 @@ def window_index(lattice: np.ndarray, samples: np.ndarray, window_size: int) -> 
     _fill_lookup(lookup, offsets, widths, rows, cols, samples, row0, col0)
     _window_index(lookup, offsets, widths, heights, rows, cols, samples, row0, col0, window_size // 2, out)
     return out
+
+
+def minmax_scale(x: np.ndarray) -> np.ndarray:
+    """Scale each column to [0, 1] over all spots (constant columns become 0, as sklearn's MinMaxScaler)."""
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = hi - lo
+    span[span == 0] = 1.0
+    return ((x - lo) / span).astype(np.float32)

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 from scipy.spatial import cKDTree
-from sklearn.metrics import adjusted_rand_score
 
 from aestetik._docs import doc_params
+from aestetik._domains._scores import ari_known
 from aestetik._validation import _listing, assert_obs_key, assert_obsm_key
 
 from ._utils import finish
@@ -21,8 +21,6 @@ from ._utils import finish
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
-
-_MISSING = "NA"
 
 
 def _assert_color_key(adata: AnnData, key: str) -> None:
@@ -46,18 +44,8 @@ def _is_labels(values: pd.Series) -> bool:
     )
 
 
-def _known(truth: pd.Series) -> np.ndarray:
-    """Spots with a ground-truth label (neither missing nor the string ``'NA'``)."""
-    return np.asarray(~(truth.isna() | (truth.astype(str) == _MISSING)))
-
-
 def _ari(adata: AnnData, key: str, ground_truth: str) -> float | None:
-    truth = adata.obs[ground_truth]
-    known = _known(truth)
-    if not known.any():
-        return None
-    pred = adata.obs[key].astype(str).to_numpy()[known]
-    return float(adjusted_rand_score(truth.astype(str).to_numpy()[known], pred))
+    return ari_known(adata.obs[ground_truth], adata.obs[key].astype(str).to_numpy())
 
 
 def _resolve_image(adata: AnnData, library_id: str | None, img_key: str | None) -> tuple[str | None, str | None]:

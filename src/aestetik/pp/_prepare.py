@@ -9,7 +9,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._domains._clustering import CLUSTER_METHODS, cluster_features
 from aestetik._keys import Key
-from aestetik._space._grid import window_index
+from aestetik._space._grid import minmax_scale, window_index
 from aestetik._space._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
 from aestetik._space._smoothing import gaussian_smooth, physical_positions
 from aestetik._validation import (
@@ -21,14 +21,12 @@ from aestetik._validation import (
     assert_obsm_key,
 )
 
-from ._morphology import _compute as _compute_morphology
-from ._morphology import _write as _write_morphology
-from ._morphology import has_image
+from ._morphology import compute_morphology, has_image, write_morphology
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ._morphology import _Result
+    from ._morphology import MorphologyResult
 
 _AUTO = "auto"
 #: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
@@ -68,21 +66,13 @@ def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, rand
     return tmp.obsm["X_pca"].astype(np.float32)
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    """Scale each column to [0, 1] over all spots (constant columns become 0, as sklearn's MinMaxScaler)."""
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    span = hi - lo
-    span[span == 0] = 1.0
-    return ((x - lo) / span).astype(np.float32)
-
-
-def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> _Result:
+def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> MorphologyResult:
     """``pp.morphology`` with its defaults for ``morphology_key='auto'``; errors say how to opt out."""
     libraries = adata.uns[spatial_key]
     by_batch = batch_key is not None and set(adata.obs[batch_key].astype(str)) <= set(map(str, libraries))
     logg.info(f"    computing `adata.obsm[{_MORPHOLOGY_KEY!r}]` from the tissue image (`aestetik.pp.morphology`)")
     try:
-        return _compute_morphology(
+        return compute_morphology(
             adata,
             library_key=batch_key if by_batch else None,
             spatial_key=spatial_key,
@@ -241,19 +231,19 @@ def prepare(
         t = assert_obsm_key(adata, transcriptomics_key, fix="")
         assert_finite(t, where=f"`adata.obsm[{transcriptomics_key!r}]`")
     m = None
-    compute_morphology = False
+    auto_morphology = False
     if morphology_key == _AUTO:
         if _MORPHOLOGY_KEY in adata.obsm:
             morphology_key = _MORPHOLOGY_KEY
         elif has_image(adata, spatial_key):
-            morphology_key, compute_morphology = _MORPHOLOGY_KEY, True
+            morphology_key, auto_morphology = _MORPHOLOGY_KEY, True
         else:
             morphology_key = None
             logg.info(
                 f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
                 "training without morphology"
             )
-    if morphology_key is not None and not compute_morphology:
+    if morphology_key is not None and not auto_morphology:
         m = assert_obsm_key(
             adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
         )
@@ -266,7 +256,7 @@ def prepare(
 
     start = logg.info(f"preparing AESTETIK inputs ({adata.n_obs} spots, window {window_size})")
     morphology = None
-    if compute_morphology:
+    if auto_morphology:
         morphology = _auto_morphology(adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state)
         m = morphology.embedding
     if compute_pca:
@@ -299,14 +289,14 @@ def prepare(
     if m is not None:
         m = np.asarray(m, dtype=np.float32)
         res_m = pseudo_labels(m, morphology_key)
-    features = np.concatenate([_minmax(t)] + ([_minmax(m)] if m is not None else []), axis=1)
+    features = np.concatenate([minmax_scale(t)] + ([minmax_scale(m)] if m is not None else []), axis=1)
     index = window_index(lattice, samples, window_size)
 
     adata = adata.copy() if copy else adata
     if compute_pca:
         adata.obsm[transcriptomics_key] = t
     if morphology is not None:
-        _write_morphology(adata, morphology)
+        write_morphology(adata, morphology)
     adata.obsm[Key.input(key_added)] = features
     adata.obsm[Key.lattice(key_added)] = lattice
     adata.obsm[Key.grid(key_added)] = index
@@ -338,7 +328,7 @@ def prepare(
         "n_clusters_transcriptomics": int(res_t.n_clusters),
         "n_clusters_morphology": int(res_m.n_clusters) if res_m is not None else 0,
         "transcriptomics_pca_computed": bool(compute_pca),
-        "morphology_computed": bool(compute_morphology),
+        "morphology_computed": bool(auto_morphology),
         "lattice_type": kind,
         "samples": np.asarray(sample_names, dtype=object).astype(str),
     }

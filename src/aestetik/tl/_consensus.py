@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -12,130 +12,29 @@ from natsort import natsorted
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._clustering import CLUSTER_METHODS
+from aestetik._domains._assign import domain_options, find_domains, stability_record
+from aestetik._domains._consensus import medoid, pairwise_ari, vote
 from aestetik._keys import Key
-from aestetik._validation import assert_choice, assert_int, assert_not_view, assert_obs_key, checked_kwargs, uns_results
-from aestetik.tl._cluster import cluster, n_cluster_candidates
-from aestetik.tl._fit import _prepared, fit
+from aestetik._model._train import fit_prepared
+from aestetik._records import assert_batch_column, h5ad_value, read_prepared, refinement_coordinates
+from aestetik._validation import (
+    assert_finite,
+    assert_int,
+    assert_not_view,
+    checked_kwargs,
+    signature_defaults,
+    uns_results,
+)
+from aestetik.tl._cluster import cluster
+from aestetik.tl._fit import fit
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def _params(func) -> set[str]:
-    return set(inspect.signature(func).parameters) - {"adata"}
-
-
 #: Arguments that :func:`consensus` sets itself and that ``fit_kwargs``/``cluster_kwargs`` may not hold.
 _OWN_FIT = ("random_state", "prepare_key", "key_added", "copy", "show_progress_bar")
 _OWN_CLUSTER = ("n_clusters", "method", "refine", "random_state", "use_rep", "prepare_key", "key_added", "copy")
-
-
-def pairwise_ari(labels: np.ndarray) -> np.ndarray:
-    """Adjusted Rand index between every pair of columns of ``labels`` (n, s): symmetric, unit diagonal."""
-    from sklearn.metrics import adjusted_rand_score
-
-    s = labels.shape[1]
-    ari = np.eye(s)
-    for i in range(s):
-        for j in range(i + 1, s):
-            ari[i, j] = ari[j, i] = adjusted_rand_score(labels[:, i], labels[:, j])
-    return ari
-
-
-def medoid(ari: np.ndarray) -> int:
-    """The run with the highest mean ARI to the others (ties: the first)."""
-    s = ari.shape[0]
-    return int(np.argmax((ari.sum(axis=1) - np.diag(ari)) / max(s - 1, 1)))
-
-
-def align_labels(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Rename ``labels`` to maximise the spots on which they equal ``reference`` (Hungarian matching).
-
-    Both are non-negative ints. Matching runs on the contingency table (``k_labels x k_reference``), never on
-    spot pairs. Labels left unmatched (more clusters than the reference has) get new ids after the reference's.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    labels = np.asarray(labels, dtype=np.int64)
-    reference = np.asarray(reference, dtype=np.int64)
-    k_l, k_r = int(labels.max()) + 1, int(reference.max()) + 1
-    table = np.bincount(labels * k_r + reference, minlength=k_l * k_r).reshape(k_l, k_r)
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    mapping = np.full(k_l, -1, dtype=np.int64)
-    mapping[rows] = cols
-    unmatched = np.flatnonzero(mapping < 0)
-    mapping[unmatched] = k_r + np.arange(unmatched.size)
-    return mapping[labels]
-
-
-def majority_vote(aligned: np.ndarray, order: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Most frequent label per row of ``aligned`` (n, s) and the fraction of columns that carry it.
-
-    A tie goes to the label of the first column in ``order`` (e.g. the reference run) that voted for a tied label.
-    Memory is O(n x labels), never O(n^2).
-    """
-    n, s = aligned.shape
-    rows = np.arange(n)
-    counts = np.zeros((n, int(aligned.max()) + 1), dtype=np.int32)
-    for j in range(s):
-        counts[rows, aligned[:, j]] += 1  # one vote per row and run: no repeated indices
-    best = counts.max(axis=1)
-    winner = np.full(n, -1, dtype=np.int64)
-    for j in order:
-        pick = (winner < 0) & (counts[rows, aligned[:, j]] == best)
-        winner[pick] = aligned[pick, j]
-    return winner, best / s
-
-
-def vote(labels: np.ndarray, reference: int, *, realign: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Consensus of the runs ``labels`` (n, s): align to run ``reference``, majority vote, optionally realign once.
-
-    Returns the consensus (consecutive ids), the confidence (fraction of runs agreeing with it) and the runs'
-    labels aligned to the consensus (ids of the consensus; clusters without a match get ids after them).
-    """
-    s = labels.shape[1]
-    order = [reference] + [j for j in range(s) if j != reference]
-    aligned = np.column_stack([align_labels(labels[:, j], labels[:, reference]) for j in range(s)])
-    consensus, confidence = majority_vote(aligned, order)
-    if realign:
-        aligned = np.column_stack([align_labels(labels[:, j], consensus) for j in range(s)])
-        consensus, confidence = majority_vote(aligned, order)
-    # consecutive consensus ids; labels of the runs that the consensus lacks go after them
-    used = np.unique(consensus)
-    mapping = np.full(int(aligned.max()) + 1, -1, dtype=np.int64)
-    mapping[used] = np.arange(used.size)
-    rest = np.flatnonzero(mapping < 0)
-    mapping[rest] = used.size + np.arange(rest.size)
-    return mapping[consensus], confidence, mapping[aligned]
-
-
-def _light(adata: AnnData, prepare_key: str, prep: Mapping[str, Any], spatial_key: str | None) -> AnnData:
-    """An AnnData holding only what :func:`fit` and :func:`cluster` read (no ``X``, arrays shared, not copied)."""
-    from anndata import AnnData
-
-    columns = [Key.transcriptomics_cluster(prepare_key)]
-    if int(prep["n_morphology"]):
-        columns.append(Key.morphology_cluster(prepare_key))
-    batch_key = prep.get("params", {}).get("batch_key")
-    if isinstance(batch_key, str) and batch_key:
-        columns.append(batch_key)
-    obs = pd.DataFrame({c: adata.obs[c].to_numpy() for c in columns}, index=adata.obs_names.copy())
-    keys = [Key.input(prepare_key), Key.grid(prepare_key), Key.lattice(prepare_key), spatial_key]
-    obsm = {k: adata.obsm[k] for k in keys if k is not None and k in adata.obsm}
-    light = AnnData(obs=obs, obsm=obsm)
-    light.uns[prepare_key] = {"prepare": prep}
-    return light
-
-
-def _recorded(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword arguments as stored in ``uns`` (h5ad-writable: ``None`` dropped, sequences as arrays)."""
-    out: dict[str, Any] = {}
-    for k, v in kwargs.items():
-        if v is None:
-            continue
-        out[k] = np.asarray(v) if isinstance(v, Sequence | range) and not isinstance(v, str) else v
-    return out
 
 
 @doc_params
@@ -157,14 +56,13 @@ def consensus(
     """Train AESTETIK with several seeds and combine their domains into consensus domains with a confidence.
 
     Runs :func:`aestetik.tl.fit` and :func:`aestetik.tl.cluster` with the seeds ``random_state``,
-    ``random_state + 1``, ... (the seed of a run is used for both) on a light copy of the prepared inputs (``X`` is
-    never copied). The runs are compared by their pairwise adjusted Rand index (ARI); the *reference* is the medoid
-    run, the one with the highest mean ARI to the others. Each run's domains are renamed to match the reference by
-    Hungarian matching on their contingency table, every spot gets the label most runs agree on (ties: the
-    reference's), and the runs are aligned once more to that consensus and vote again. Memory grows with spots x
-    runs, never spots^2. The embedding and training record of the reference run are kept, so
-    :func:`aestetik.pl.loss` and :func:`aestetik.tl.cluster` work as after a single :func:`aestetik.tl.fit`.
-    Nothing is written when any run fails.
+    ``random_state + 1``, ... (the seed of a run is used for both) on the prepared inputs (nothing is copied). The runs are compared
+    by their pairwise adjusted Rand index (ARI); the *reference* is the medoid run, the one with the highest mean
+    ARI to the others. Each run's domains are renamed to match the reference by Hungarian matching on their
+    contingency table, every spot gets the label most runs agree on (ties: the reference's), and the runs are
+    aligned once more to that consensus and vote again. Memory grows with spots x runs, never spots^2. The embedding
+    and training record of the reference run are kept, so :func:`aestetik.pl.loss` and :func:`aestetik.tl.cluster`
+    work as after a single :func:`aestetik.tl.fit`. Nothing is written when any run fails.
 
     Parameters
     ----------
@@ -226,63 +124,55 @@ def consensus(
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
-    prep = _prepared(adata, prepare_key)
+    prepared = read_prepared(adata, prepare_key)
     assert_int(minimum=2, n_seeds=n_seeds)
-    assert_choice(method, CLUSTER_METHODS, name="method")
     if isinstance(n_clusters, float | np.floating):
         msg = "`aestetik.tl.consensus` needs the same number of domains in every run: pass an int, not a resolution."
         raise TypeError(msg)
-    candidates = n_cluster_candidates(n_clusters, adata.n_obs)
-    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
-        msg = f"`random_state` must be an int seed, got {random_state!r}."
-        raise TypeError(msg)
-    fit_kw = checked_kwargs(fit_kwargs, _params(fit), _OWN_FIT, name="fit_kwargs", caller="consensus", target="fit")
+    fit_defaults, cluster_defaults = signature_defaults(fit, _OWN_FIT), signature_defaults(cluster, _OWN_CLUSTER)
+    fit_kw = checked_kwargs(fit_kwargs, fit_defaults, _OWN_FIT, name="fit_kwargs", caller="consensus", target="fit")
     cluster_kw = checked_kwargs(
-        cluster_kwargs, _params(cluster), _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
+        cluster_kwargs, cluster_defaults, _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
     )
-    previous = uns_results(adata, key_added)
-    batch_key = prep.get("params", {}).get("batch_key")
-    if isinstance(batch_key, str) and batch_key:
-        assert_obs_key(adata, batch_key, fix=f"`aestetik.pp.prepare` recorded batch_key={batch_key!r}; restore it.")
+    cluster_args = {**cluster_defaults, "show_progress_bar": show_progress_bar, **cluster_kw}
+    spatial_key = cluster_args.pop("spatial_key")
+    candidates, options = domain_options(
+        n_clusters, adata.n_obs, method=method, refine=refine, random_state=random_state, **cluster_args
+    )
+    uns_results(adata, key_added)
+    assert_batch_column(adata, prepare_key, fix="`aestetik.pp.prepare` recorded batch_key={batch_key!r}; restore it.")
+    coords = None
+    if options.refine:
+        coords = refinement_coordinates(adata, prepare_key=prepare_key, spatial_key=spatial_key)[1]
 
     # --- compute into locals
     seeds = [int(random_state) + i for i in range(n_seeds)]
     start = logg.info(f"consensus of {n_seeds} AESTETIK runs (seeds {seeds[0]}..{seeds[-1]}) on {adata.n_obs} spots")
-    light = _light(adata, prepare_key, prep, cluster_kw.get("spatial_key", "spatial"))
-    run = "consensus_run"
-    while run in light.obs.columns or run == prepare_key:
-        run = "_" + run
+    fit_args = {**fit_defaults, **fit_kw, "show_progress_bar": show_progress_bar}
     labels, embeddings, records = [], [], []
-    k: int | Literal["auto"] | Sequence[int] = n_clusters
+    k: int | float = 0
     stability = None
     for i, seed in enumerate(seeds):
         logg.info(f"    run {i + 1}/{n_seeds} (seed {seed})")
-        fit(
-            light,
-            random_state=seed,
-            prepare_key=prepare_key,
-            key_added=run,
-            show_progress_bar=show_progress_bar,
-            **fit_kw,
+        fitted, embedding = fit_prepared(prepared, random_state=seed, **fit_args)
+        assert_finite(embedding, where=f"The embedding of seed {seed}")
+        domains = find_domains(
+            embedding,
+            n_clusters if i == 0 else k,
+            candidates if i == 0 else None,  # the number of domains is chosen on the first run
+            replace(options, random_state=seed),
+            coords=coords,
+            groups=prepared.batch,
         )
-        cluster(
-            light,
-            k,
-            method=method,
-            refine=refine,
-            random_state=seed,
-            use_rep=Key.embedding(run),
-            prepare_key=prepare_key,
-            key_added=run,
-            **({"show_progress_bar": show_progress_bar} | cluster_kw),
-        )
-        if candidates is not None and i == 0:
-            stability = dict(light.uns[run]["cluster"]["stability"])
-            k = int(stability["chosen"])
-        labels.append(light.obs[run].cat.codes.to_numpy().astype(np.int64))
-        embeddings.append(light.obsm[Key.embedding(run)])
-        records.append(light.uns[run]["fit"])
-    del light
+        if i == 0:
+            k = domains.n_clusters
+            if domains.stability is not None:
+                stability = stability_record(
+                    domains.stability, n_resamples=options.n_resamples, tolerance=options.stability_tolerance
+                )
+        labels.append(domains.labels.astype(np.int64))
+        embeddings.append(embedding)
+        records.append(fitted.record())
     labels_ = np.column_stack(labels)
     ari = pairwise_ari(labels_)
     reference = medoid(ari)
@@ -296,8 +186,8 @@ def consensus(
         "refine": bool(refine),
         "random_state": int(random_state),
         "prepare_key": prepare_key,
-        "fit_kwargs": _recorded(fit_kw),
-        "cluster_kwargs": _recorded(cluster_kw),
+        "fit_kwargs": h5ad_value(fit_kw),
+        "cluster_kwargs": h5ad_value(cluster_kw),
         "aestetik_version": __version__,
     }
     info: dict[str, Any] = {

@@ -2,130 +2,36 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
 from aestetik._keys import Key
-from aestetik._model._io import load_weights, save_weights
+from aestetik._model._io import (
+    assert_layout,
+    check_weights,
+    layout,
+    load_weights,
+    model_config,
+    model_file_config,
+    save_weights,
+)
+from aestetik._model._train import embed as embed_model
+from aestetik._model._train import network_kwargs
 from aestetik._model._weights import calibrate_weights
-from aestetik._validation import assert_int, assert_not_view
-from aestetik.tl._fit import _network_kwargs, _prepared, restore_module
+from aestetik._records import Fitted, plain, read_fitted, read_prepared
+from aestetik._validation import assert_int, assert_not_view, uns_results
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: Marks the configuration of a file written by :func:`save_model` (a bare ``save_weights`` file lacks it).
-MODEL_KIND = "aestetik-model-v1"
-#: Sizes of the prepared input that a model's network depends on, with their names in error messages.
-_LAYOUT = (
-    ("n_transcriptomics", "transcriptomics channels"),
-    ("n_morphology", "morphology channels"),
-    ("window_size", "window size"),
-)
 
-
-def _plain(value: Any) -> Any:
-    """``value`` with numpy scalars/arrays (as an h5ad round trip returns them) turned into Python types."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _fit_record(adata: AnnData, key: str) -> Mapping[str, Any]:
-    info = adata.uns.get(key, {})
-    record = info.get("fit") if isinstance(info, Mapping) else None
-    if not isinstance(record, Mapping):
-        msg = f"Did not find `adata.uns[{key!r}]['fit']`. Run `aestetik.tl.fit(adata, key_added={key!r})` or `aestetik.tl.load_model` first."
-        raise KeyError(msg)
-    for field in ("params", "weights", "transcriptomics_weight", "morphology_weight"):
-        if field not in record:
-            msg = (
-                f"`adata.uns[{key!r}]['fit']` has no {field!r}. Run `aestetik.tl.fit(adata, key_added={key!r})` again."
-            )
-            raise KeyError(msg)
-    return record
-
-
-def _layout(prep: Mapping[str, Any]) -> dict[str, int]:
-    return {
-        "n_transcriptomics": int(prep["n_transcriptomics"]),
-        "n_morphology": int(prep["n_morphology"]),
-        "window_size": int(prep["params"]["window_size"]),
-    }
-
-
-def _assert_layout(model: Mapping[str, int], prep: Mapping[str, Any], *, prepare_key: str, source: str) -> None:
-    """Raise a ValueError naming every size in which the model and the prepared data differ."""
-    have = _layout(prep)
-    diffs = [
-        f"{label}: model {int(model[name])}, adata {have[name]}"
-        for name, label in _LAYOUT
-        if int(model[name]) != have[name]
-    ]
-    if diffs:
-        msg = (
-            f"{source} does not fit the data prepared in `adata.uns[{prepare_key!r}]['prepare']` ({'; '.join(diffs)}). "
-            "Run `aestetik.pp.prepare` with representations and `window_size` of the model's sizes, or use a model "
-            "trained on such data."
-        )
-        raise ValueError(msg)
-
-
-def _model_config(config: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
-    """The fit record (without weights), network kwargs and layout stored by :func:`save_model`."""
-    if config.get("kind") != MODEL_KIND:
-        msg = (
-            f"{str(path)!r} holds aestetik weights but no model configuration (expected {MODEL_KIND!r}); "
-            "write models with `aestetik.tl.save_model`."
-        )
-        raise ValueError(msg)
-    try:
-        fit = dict(config["fit"])
-        params = dict(fit["params"])
-        network = {k: config["network"][k] for k in ("c_hid", "latent_dim", "kernel_size", "n_ensemble", "dropout")}
-        layout = {name: int(config["layout"][name]) for name, _ in _LAYOUT}
-        missing = [name for name in ("morphology_weight", "total_weight", "prepare_key") if name not in params]
-        if missing:
-            raise KeyError(", ".join(missing))
-    except (KeyError, TypeError, ValueError) as e:
-        msg = f"{str(path)!r} is an incomplete aestetik model file (missing {e}); write it again with `aestetik.tl.save_model`."
-        raise ValueError(msg) from e
-    return fit, network, layout
-
-
-def _check_weights(
-    weights: Mapping[str, np.ndarray], network: Mapping[str, Any], layout: Mapping[str, int], *, problem: str
-) -> None:
-    """Load the weights into a network of the given configuration (strictly); a ValueError starting with ``problem``."""
-    import torch
-
-    from aestetik._model._io import arrays_to_state
-    from aestetik._model._network import AestetikNetwork
-
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda):  # the throw-away initialisation must not move the user's RNG
-        net = AestetikNetwork(layout["n_transcriptomics"] + layout["n_morphology"], layout["window_size"], **network)
-    try:
-        net.load_state_dict(arrays_to_state(weights))
-    except RuntimeError as e:
-        msg = f"{problem}: {e}"
-        raise ValueError(msg) from e
-
-
-def _to_array(value: Any, dtype: type) -> np.ndarray:
+def _to_array(value, dtype: type) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=dtype)
 
 
@@ -161,8 +67,8 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
     >>> ae.tl.fit(adata, max_epochs=20)  # doctest: +SKIP
     >>> ae.tl.save_model(adata, "model.pt")  # doctest: +SKIP
     """
-    record = _fit_record(adata, key)
-    params = _plain(dict(record["params"]))
+    fitted = read_fitted(adata, key)
+    params = plain(fitted.params)
     prepare_key = str(params.get("prepare_key", key))
     info = adata.uns.get(prepare_key, {})
     if not isinstance(info, Mapping) or "prepare" not in info:
@@ -176,39 +82,23 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
     if path.is_dir():
         msg = f"{str(path)!r} is a folder; pass a file name such as {str(path / 'model.pt')!r}."
         raise IsADirectoryError(msg)
-    weights = {name: np.asarray(a) for name, a in record["weights"].items()}
-    _check_weights(
+    weights = {name: np.asarray(a) for name, a in fitted.weights.items()}
+    check_weights(
         weights,
-        _network_kwargs(params),
-        _layout(prep),
+        network_kwargs(params),
+        layout(prep),
         problem=(
             f"The weights in `adata.uns[{key!r}]['fit']` do not fit the data prepared in "
             f"`adata.uns[{prepare_key!r}]['prepare']` (prepared again after `aestetik.tl.fit`?); run `aestetik.tl.fit` again"
         ),
     )
-    import torch
-
-    prepare_params = prep["params"]
-    history = {
-        name: torch.from_numpy(np.ascontiguousarray(values)) for name, values in record.get("history", {}).items()
+    fit = {
+        "params": params,
+        "transcriptomics_weight": fitted.transcriptomics_weight,
+        "morphology_weight": fitted.morphology_weight,
+        "seconds": plain(fitted.seconds),
     }
-    config = {
-        "kind": MODEL_KIND,
-        "fit": {
-            "params": params,
-            "transcriptomics_weight": float(record["transcriptomics_weight"]),
-            "morphology_weight": float(record["morphology_weight"]),
-            "history": history,
-            "seconds": _plain(dict(record.get("seconds", {}))),
-        },
-        "network": _network_kwargs(params),
-        "layout": {
-            **_layout(prep),
-            "channels": ["transcriptomics", "morphology"],  # order of the channel blocks
-            "transcriptomics_key": str(prepare_params.get("transcriptomics_key", "")),
-            "morphology_key": str(prepare_params.get("morphology_key", "")),
-        },
-    }
+    config = model_file_config(fit, network_kwargs(params), prep, fitted.history)
     tmp = path.with_name(f".{path.name}.partial")
     try:
         save_weights(tmp, weights, config)
@@ -268,46 +158,44 @@ def load_model(
     assert_not_view(adata, copy=copy)
     path = Path(path)
     weights, config = load_weights(path)
-    fit, network, layout = _model_config(config, path)
-    prep = _prepared(adata, prepare_key)
-    _assert_layout(layout, prep, prepare_key=prepare_key, source=f"The model in {str(path)!r}")
-    _check_weights(
+    fit, network, sizes = model_config(config, path)
+    prepared = read_prepared(adata, prepare_key)
+    assert_layout(sizes, prepared.record, prepare_key=prepare_key, source=f"The model in {str(path)!r}")
+    check_weights(
         weights,
         network,
-        layout,
+        sizes,
         problem=f"The weights in {str(path)!r} do not match the network its configuration describes (corrupted file?)",
     )
-    previous = adata.uns.get(key, {})
-    if not isinstance(previous, Mapping):
-        msg = f"`adata.uns[{key!r}]` holds a {type(previous).__name__}, not a dict of results. Pass another `key` or delete that entry."
-        raise TypeError(msg)
+    uns_results(adata, key, name="key")
 
     params = dict(fit["params"])
     params["prepare_key"] = prepare_key
+    n_clusters_t, n_clusters_m = prepared.n_clusters
     w_t, w_m = calibrate_weights(
         float(params["morphology_weight"]),
         float(params["total_weight"]),
-        n_transcriptomics_clusters=int(prep["n_clusters_transcriptomics"]),
-        n_morphology_clusters=int(prep["n_clusters_morphology"]),
+        n_transcriptomics_clusters=n_clusters_t,
+        n_morphology_clusters=n_clusters_m,
     )
     history = {
         name: _to_array(v, np.int32 if name == "epoch" else np.float32)
         for name, v in dict(fit.get("history", {})).items()
     }
-    record = {
-        "params": params,
-        "transcriptomics_weight": w_t,
-        "morphology_weight": w_m,
-        "history": history,
-        "weights": weights,
-        "seconds": {k: float(v) for k, v in dict(fit.get("seconds", {})).items()},
-        "loaded_from": str(path),
-    }
+    fitted = Fitted(
+        params=params,
+        weights=weights,
+        transcriptomics_weight=w_t,
+        morphology_weight=w_m,
+        history=history,
+        seconds={k: float(v) for k, v in dict(fit.get("seconds", {})).items()},
+        loaded_from=str(path),
+    )
 
     # --- write all keys at once
     adata = adata.copy() if copy else adata
     uns = {k: v for k, v in adata.uns.get(key, {}).items() if k != "embed"}
-    uns["fit"] = record
+    uns["fit"] = fitted.record()
     adata.uns[key] = uns
     stale = Key.embedding(key)
     if stale in adata.obsm:
@@ -372,11 +260,7 @@ def embed(
     >>> ae.tl.fit(adata, max_epochs=20)  # doctest: +SKIP
     >>> ae.tl.embed(adata, n_mc_samples=100, key_added="aestetik_mc100")  # doctest: +SKIP
     """
-    import torch
-
     from aestetik import __version__
-    from aestetik._model._allocator import keep_freed_memory
-    from aestetik._model._trainer import make_trainer, quiet_lightning
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
@@ -385,57 +269,47 @@ def embed(
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
     key_added = key if key_added is None else key_added
-    record = _fit_record(adata, key)
-    prepare_key = str(record["params"]["prepare_key"])
-    prep = _prepared(adata, prepare_key)
-    conv = record["weights"].get("encoder.conv.weight")
+    fitted = read_fitted(adata, key)
+    prepare_key = str(fitted.params["prepare_key"])
+    prepared = read_prepared(adata, prepare_key)
+    conv = fitted.weights.get("encoder.conv.weight")
     if conv is None:
         msg = f"`adata.uns[{key!r}]['fit']['weights']` has no encoder weights. Run `aestetik.tl.fit` again."
         raise KeyError(msg)
-    n_channels = int(prep["n_transcriptomics"]) + int(prep["n_morphology"])
-    if int(np.shape(conv)[1]) != n_channels:
+    if int(np.shape(conv)[1]) != prepared.n_channels:
         msg = (
             f"The model in `adata.uns[{key!r}]['fit']` takes {int(np.shape(conv)[1])} input channels, but "
-            f"`adata.uns[{prepare_key!r}]['prepare']` has {n_channels}. Run `aestetik.tl.fit` again, or "
+            f"`adata.uns[{prepare_key!r}]['prepare']` has {prepared.n_channels}. Run `aestetik.tl.fit` again, or "
             "`aestetik.tl.load_model` a model of this size."
         )
         raise ValueError(msg)
-    previous = adata.uns.get(key_added, {})
-    if not isinstance(previous, Mapping):
-        msg = f"`adata.uns[{key_added!r}]` holds a {type(previous).__name__}, not a dict of results. Pass another `key_added` or delete that entry."
-        raise TypeError(msg)
+    uns_results(adata, key_added)
 
     start = logg.info(
         f"embedding {adata.n_obs} spots with the model `adata.uns[{key!r}]['fit']` ({n_mc_samples} passes)"
     )
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
-        device = make_trainer(
-            max_epochs=1, accelerator=accelerator, devices=1, show_progress_bar=False, callbacks=[]
-        ).strategy.root_device
-        try:
-            module = restore_module(adata, key)
-        except RuntimeError as e:  # state dict of another network size
-            msg = f"The weights in `adata.uns[{key!r}]['fit']` do not fit its parameters or the prepared data: {e}"
-            raise ValueError(msg) from e
-        module.to(device)
-        t0 = time.perf_counter()
-        embedding = module.embed(int(n_mc_samples), seed=int(random_state))
-        seconds = time.perf_counter() - t0
+    embedding, device, seconds = embed_model(
+        fitted,
+        prepared,
+        n_mc_samples=int(n_mc_samples),
+        seed=int(random_state),
+        accelerator=accelerator,
+        where=f"`adata.uns[{key!r}]['fit']`",
+    )
     info = {
         "params": {
             "key": key,
             "n_mc_samples": int(n_mc_samples),
             "random_state": int(random_state),
-            "device": str(device.type),
+            "device": device,
             "aestetik_version": __version__,
         },
-        "seconds": float(seconds),
+        "seconds": seconds,
     }
 
     # --- write all keys at once
     adata = adata.copy() if copy else adata
-    adata.obsm[Key.embedding(key_added)] = embedding.astype(np.float32)
+    adata.obsm[Key.embedding(key_added)] = embedding
     adata.uns[key_added] = {**dict(adata.uns.get(key_added, {})), "embed": info}
     logg.info(
         "    finished",

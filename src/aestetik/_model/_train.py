@@ -1,0 +1,343 @@
+"""Training and embedding on prepared arrays (METHOD §4-6): parameters, memory check, training, Monte-Carlo embedding.
+
+:func:`resolve_params` checks and resolves the arguments of :func:`aestetik.tl.fit` against the prepared data,
+:func:`check_fit_memory` refuses a run that would not fit on the device, :func:`train` trains the Lightning module and
+embeds every spot (:func:`fit_prepared` runs these three), :func:`embed` recomputes the embedding from stored weights. Everything takes a
+:class:`~aestetik._records.Prepared` (or :class:`~aestetik._records.Fitted`) and returns arrays and records.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scanpy import logging as logg
+
+from aestetik._validation import assert_choice, assert_int
+
+from ._memory import MemoryEstimate
+from ._weights import calibrate_weights
+
+if TYPE_CHECKING:
+    from aestetik._records import Fitted, Prepared
+
+    from ._module import AestetikModule
+
+#: Anchors per step by default (fewer when the data have fewer spots).
+DEFAULT_BATCH_SIZE = 8192
+#: Default weight of the morphology terms when there is a morphology representation.
+DEFAULT_MORPHOLOGY_WEIGHT = 1.5
+#: The parameters of the network itself (what a weights file needs to rebuild it).
+NETWORK_PARAMS = ("c_hid", "latent_dim", "kernel_size", "n_ensemble", "dropout")
+
+
+def network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of :class:`~aestetik._model._network.AestetikNetwork` among the fit parameters."""
+    return {k: params[k] for k in NETWORK_PARAMS}
+
+
+def resolve_params(
+    prepared: Prepared,
+    *,
+    morphology_weight: float | None,
+    total_weight: float,
+    max_epochs: int,
+    batch_size: int | None,
+    latent_dim: int,
+    c_hid: int,
+    kernel_size: int,
+    dropout: float,
+    n_ensemble: int,
+    lr: float,
+    weight_decay: float,
+    rec_alpha: float,
+    triplet_alpha: float,
+    n_repeats: int,
+    multi_triplet: bool,
+    partners: str,
+    n_mc_samples: int,
+    random_state: int,
+) -> tuple[dict[str, Any], tuple[float, float]]:
+    """The resolved, checked parameters of a fit (as recorded) and the calibrated weights ``(w_t, w_m)``."""
+    from aestetik import __version__
+
+    assert_int(
+        max_epochs=max_epochs,
+        latent_dim=latent_dim,
+        c_hid=c_hid,
+        kernel_size=kernel_size,
+        n_ensemble=n_ensemble,
+        n_repeats=n_repeats,
+    )
+    if batch_size is not None:
+        assert_int(batch_size=batch_size)
+    assert_int(minimum=0, n_mc_samples=n_mc_samples)
+    assert_choice(partners, ("all", "batch"), name="partners")
+    if not 0 <= dropout < 1:
+        msg = f"`dropout` must be in [0, 1), got {dropout!r}."
+        raise ValueError(msg)
+    has_morphology = prepared.n_morphology > 0
+    if morphology_weight is None:
+        morphology_weight = DEFAULT_MORPHOLOGY_WEIGHT if has_morphology else 0.0
+    if morphology_weight > 0 and not has_morphology:
+        msg = "`morphology_weight` > 0 needs a morphology representation: run `aestetik.pp.prepare(adata, morphology_key=...)`."
+        raise ValueError(msg)
+    if not 0 <= morphology_weight <= total_weight:
+        msg = f"`morphology_weight` must lie in [0, total_weight={total_weight}], got {morphology_weight}."
+        raise ValueError(msg)
+    n_clusters_t, n_clusters_m = prepared.n_clusters
+    weights = calibrate_weights(
+        morphology_weight,
+        total_weight,
+        n_transcriptomics_clusters=n_clusters_t,
+        n_morphology_clusters=n_clusters_m,
+    )
+    if weights == (0.0, 0.0):
+        msg = "Both modality weights are 0 (pseudo-labels collapsed or weights chosen so): nothing to train. Check `aestetik.pp.prepare`'s clusters."
+        raise ValueError(msg)
+    for name, w, k in (("transcriptomics", weights[0], n_clusters_t), ("morphology", weights[1], n_clusters_m)):
+        if w == 0 and (name == "transcriptomics" or morphology_weight > 0) and k < 2:
+            logg.warning(f"{name} pseudo-labels collapsed to one cluster; its weight is set to 0.")
+    params = {
+        "morphology_weight": float(morphology_weight),
+        "total_weight": float(total_weight),
+        "max_epochs": int(max_epochs),
+        "batch_size": int(batch_size or min(DEFAULT_BATCH_SIZE, prepared.n_obs)),
+        "latent_dim": int(latent_dim),
+        "c_hid": int(c_hid),
+        "kernel_size": int(kernel_size),
+        "dropout": float(dropout),
+        "n_ensemble": int(n_ensemble),
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "rec_alpha": float(rec_alpha),
+        "triplet_alpha": float(triplet_alpha),
+        "n_repeats": int(n_repeats),
+        "multi_triplet": bool(multi_triplet),
+        "partners": str(partners),
+        "n_mc_samples": int(n_mc_samples),
+        "random_state": int(random_state),
+        "prepare_key": prepared.key,
+        "aestetik_version": __version__,
+    }
+    return params, weights
+
+
+def check_fit_memory(
+    prepared: Prepared, params: dict[str, Any], weights: tuple[float, float], *, accelerator: str, check: bool
+) -> MemoryEstimate:
+    """Estimate the memory of a fit; refuse (before anything runs) when it would not fit on the device."""
+    import torch
+
+    from ._memory import (
+        CACHE_BYTES,
+        USABLE_SHARE,
+        available_memory,
+        estimate_fit_memory,
+        format_bytes,
+        largest_batch,
+        n_partners_per_anchor,
+    )
+
+    n_obs = prepared.n_obs
+    partners = n_partners_per_anchor(
+        prepared.n_clusters,
+        weights if params["triplet_alpha"] else (0.0, 0.0),
+        multi_triplet=params["multi_triplet"],
+        n_repeats=params["n_repeats"],
+    )
+    sizes = {
+        "n_obs": n_obs,
+        "n_channels": prepared.n_channels,
+        "window_size": prepared.window_size,
+        "batch_size": params["batch_size"],
+        "n_partners": partners,
+        "within_batch": params["partners"] == "batch",
+        "n_mc_samples": params["n_mc_samples"],
+        "n_ensemble": params["n_ensemble"],
+        "c_hid": params["c_hid"],
+        "latent_dim": params["latent_dim"],
+        "kernel_size": params["kernel_size"],
+        "cache_bytes": CACHE_BYTES,
+    }
+    estimate = estimate_fit_memory(**sizes)
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if cuda and torch.cuda.is_available() else "cpu"
+    available = available_memory(device) if check else None
+    logg.info(f"    estimated peak memory {format_bytes(estimate.total)} on {device}")
+    if available is not None and estimate.total > USABLE_SHARE * available:
+        largest = largest_batch(available, **sizes)
+        advice = (
+            f"pass `batch_size={largest}` (now {params['batch_size']})"
+            if largest >= 1
+            else "the data alone do not fit: subsample the spots or use a device with more memory"
+        )
+        if params["partners"] == "all" and params["batch_size"] < n_obs:
+            advice += ", or `partners='batch'` (partners from the same batch: far fewer spots per step)"
+        msg = (
+            f"`aestetik.tl.fit` would need about {format_bytes(estimate.total)} on {device} "
+            f"(data {format_bytes(estimate.data)}, training step {format_bytes(estimate.step)}, "
+            f"embedding {format_bytes(estimate.embed)}) but {format_bytes(available)} are free: {advice}. "
+            "Nothing was written. Pass `check_memory=False` to try anyway."
+        )
+        raise MemoryError(msg)
+    return estimate
+
+
+def build_module(prepared: Prepared, params: dict[str, Any], weights: tuple[float, float]) -> AestetikModule:
+    """The training module for the prepared data (its network freshly initialised from torch's global RNG)."""
+    from ._module import AestetikModule
+
+    labels_m = prepared.labels_morphology
+    return AestetikModule(
+        np.asarray(prepared.features, dtype=np.float32),
+        np.asarray(prepared.grid, dtype=np.int32),
+        prepared.labels_transcriptomics,
+        labels_m if labels_m is not None else np.zeros(prepared.n_obs, dtype=int),
+        n_transcriptomics=prepared.n_transcriptomics,
+        window_size=prepared.window_size,
+        weights=weights,
+        network_kwargs=network_kwargs(params),
+        rec_alpha=params["rec_alpha"],
+        triplet_alpha=params["triplet_alpha"],
+        lr=params["lr"],
+        weight_decay=params["weight_decay"],
+        n_repeats=params["n_repeats"],
+        multi_triplet=params["multi_triplet"],
+        partners=params.get("partners", "all"),
+    )
+
+
+def restore_module(fitted: Fitted, prepared: Prepared) -> AestetikModule:
+    """The trained module: :func:`build_module` with the stored weights loaded (strictly)."""
+    from ._io import arrays_to_state
+
+    module = build_module(prepared, dict(fitted.params), fitted.modality_weights)
+    module.network.load_state_dict(arrays_to_state(fitted.weights))
+    return module
+
+
+def train(
+    prepared: Prepared,
+    params: dict[str, Any],
+    weights: tuple[float, float],
+    *,
+    memory: MemoryEstimate,
+    accelerator: str,
+    devices: int | str,
+    show_progress_bar: bool,
+) -> tuple[Fitted, np.ndarray]:
+    """Train from ``params['random_state']`` and embed every spot; the record of the fit and the embedding.
+
+    Runs inside :func:`torch.random.fork_rng`, so the caller's random state is left as it was. Ctrl+C stops
+    training and raises :class:`KeyboardInterrupt` before anything is returned.
+    """
+    import torch
+
+    from aestetik._records import Fitted
+
+    from ._allocator import keep_freed_memory, release_free_memory
+    from ._io import state_to_arrays
+    from ._module import AnchorBatches
+    from ._trainer import LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
+
+    n, seed = prepared.n_obs, int(params["random_state"])
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
+        torch.manual_seed(seed)
+        module = build_module(prepared, params, weights)
+        history = LossHistory()
+        trainer = make_trainer(
+            max_epochs=params["max_epochs"],
+            accelerator=accelerator,
+            devices=devices,
+            show_progress_bar=show_progress_bar,
+            callbacks=[history],
+        )
+        batches = AnchorBatches(n, params["batch_size"], seed)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
+        t0 = time.perf_counter()
+        with stop_on_interrupt(trainer) as state:
+            trainer.fit(module, train_dataloaders=loader)
+        if state["interrupted"]:
+            msg = "Training was interrupted; nothing was written to the AnnData."
+            raise KeyboardInterrupt(msg)
+        t1 = time.perf_counter()
+        release_free_memory()  # what training kept for reuse would add to the embedding's peak
+        device = trainer.strategy.root_device
+        module.to(device)
+        embedding = module.embed(params["n_mc_samples"], seed=seed)
+        t2 = time.perf_counter()
+    fitted = Fitted(
+        params={**params, "device": str(device.type)},
+        weights=state_to_arrays(module.network.state_dict()),
+        transcriptomics_weight=float(weights[0]),
+        morphology_weight=float(weights[1]),
+        history=history.history(),
+        seconds={"train": float(t1 - t0), "embed": float(t2 - t1)},
+        memory_estimate_bytes=int(memory.total),
+    )
+    return fitted, embedding.astype(np.float32)
+
+
+def fit_prepared(
+    prepared: Prepared,
+    *,
+    accelerator: str,
+    devices: int | str,
+    check_memory: bool,
+    show_progress_bar: bool,
+    **kwargs: Any,
+) -> tuple[Fitted, np.ndarray]:
+    """:func:`aestetik.tl.fit` on prepared arrays: the record of the fit and the embedding.
+
+    Resolves the parameters (``kwargs``, see :func:`resolve_params`), checks the memory, trains and embeds.
+    """
+    params, weights = resolve_params(prepared, **kwargs)
+    memory = check_fit_memory(prepared, params, weights, accelerator=accelerator, check=check_memory)
+    start = logg.info(
+        f"training AESTETIK on {prepared.n_obs} spots for {params['max_epochs']} epochs "
+        f"(w_t={weights[0]:g}, w_m={weights[1]:g})"
+    )
+    fitted, embedding = train(
+        prepared,
+        params,
+        weights,
+        memory=memory,
+        accelerator=accelerator,
+        devices=devices,
+        show_progress_bar=show_progress_bar,
+    )
+    logg.info("    finished", time=start)
+    return fitted, embedding
+
+
+def embed(
+    fitted: Fitted, prepared: Prepared, *, n_mc_samples: int, seed: int, accelerator: str, where: str
+) -> tuple[np.ndarray, str, float]:
+    """The Monte-Carlo dropout embedding of a stored model on one device: ``(embedding, device type, seconds)``.
+
+    Equal to the embedding of :func:`train` for the same ``n_mc_samples`` and ``seed`` (exactly on CPU). Weights
+    that do not fit the network raise a ValueError naming ``where`` they are stored.
+    """
+    import torch
+
+    from ._allocator import keep_freed_memory
+    from ._trainer import make_trainer, quiet_lightning
+
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
+        device = make_trainer(
+            max_epochs=1, accelerator=accelerator, devices=1, show_progress_bar=False, callbacks=[]
+        ).strategy.root_device
+        try:
+            module = restore_module(fitted, prepared)
+        except RuntimeError as e:  # state dict of another network size
+            msg = f"The weights in {where} do not fit its parameters or the prepared data: {e}"
+            raise ValueError(msg) from e
+        module.to(device)
+        t0 = time.perf_counter()
+        embedding = module.embed(int(n_mc_samples), seed=int(seed))
+        seconds = time.perf_counter() - t0
+    return embedding.astype(np.float32), str(device.type), float(seconds)

@@ -1,0 +1,300 @@
+"""The one reader of what :func:`aestetik.pp.prepare` and :func:`aestetik.tl.fit` stored in an AnnData.
+
+It returns plain dataclasses (:class:`Prepared`, :class:`Fitted`) that the engine takes instead of the AnnData,
+after checking that the stored arrays still match the data; every error names the key and the fix. It also
+turns values into what an h5ad file can store (:func:`h5ad_value`) and back into Python types (:func:`plain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aestetik._keys import Key
+from aestetik._validation import assert_finite, assert_obs_key, assert_obsm_key
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The inputs :func:`aestetik.pp.prepare` wrote, as arrays.
+
+    Attributes
+    ----------
+    key
+        The ``key_added`` of ``prepare``.
+    features
+        (n, C) min-max scaled transcriptomics then morphology channels.
+    grid
+        (n, w * w) window index, ``-1`` where no spot.
+    lattice
+        (n, 2) lattice position per spot, or ``None`` when it is not stored.
+    labels_transcriptomics, labels_morphology
+        Pseudo-labels per spot as stored in ``obs`` (``labels_morphology`` is ``None`` without morphology).
+    record
+        ``adata.uns[key]['prepare']``: ``params`` and the sizes.
+    batch
+        The ``batch_key`` column per spot (refinement runs per sample), or ``None`` without one.
+    """
+
+    key: str
+    features: np.ndarray
+    grid: np.ndarray
+    lattice: np.ndarray | None
+    labels_transcriptomics: np.ndarray
+    labels_morphology: np.ndarray | None
+    record: Mapping[str, Any]
+    batch: np.ndarray | None = None
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.record["params"]
+
+    @property
+    def n_transcriptomics(self) -> int:
+        return int(self.record["n_transcriptomics"])
+
+    @property
+    def n_morphology(self) -> int:
+        return int(self.record["n_morphology"])
+
+    @property
+    def n_channels(self) -> int:
+        return self.n_transcriptomics + self.n_morphology
+
+    @property
+    def n_clusters(self) -> tuple[int, int]:
+        """Pseudo-label clusters ``(transcriptomics, morphology)`` (0 without morphology)."""
+        return int(self.record["n_clusters_transcriptomics"]), int(self.record["n_clusters_morphology"])
+
+    @property
+    def window_size(self) -> int:
+        return int(self.params["window_size"])
+
+    @property
+    def batch_key(self) -> str | None:
+        """The ``batch_key`` that ``prepare`` recorded, or ``None``."""
+        batch_key = self.params.get("batch_key") if isinstance(self.params, Mapping) else None
+        return batch_key if isinstance(batch_key, str) and batch_key else None
+
+    def modality(self, name: str) -> Prepared:
+        """One modality alone, as :func:`aestetik.pp.prepare` of that representation alone would have written it.
+
+        The min-max scaling is per column, each modality's pseudo-labels were clustered on that modality alone and
+        the window index depends on the lattice only, so cutting the prepared arrays gives the same inputs with the
+        recorded parameters (smoothing and clustering of the pseudo-labels included), without computing them
+        again. The modality takes the transcriptomics slot, so its pseudo-labels drive the triplet loss with the
+        whole ``total_weight``.
+        """
+        n_t, n_m = self.n_transcriptomics, self.n_morphology
+        columns = slice(0, n_t) if name == "transcriptomics" else slice(n_t, n_t + n_m)
+        labels = self.labels_transcriptomics if name == "transcriptomics" else self.labels_morphology
+        params = dict(self.params)
+        params["transcriptomics_key"], params["morphology_key"] = str(params[f"{name}_key"]), ""
+        record = dict(self.record)
+        record.update(
+            params=params,
+            n_transcriptomics=n_t if name == "transcriptomics" else n_m,
+            n_morphology=0,
+            n_clusters_transcriptomics=int(self.record[f"n_clusters_{name}"]),
+            n_clusters_morphology=0,
+            transcriptomics_pca_computed=False,
+            morphology_computed=False,
+        )
+        return replace(
+            self,
+            key=name,
+            features=np.ascontiguousarray(self.features[:, columns]),
+            labels_transcriptomics=labels,
+            labels_morphology=None,
+            record=record,
+        )
+
+
+@dataclass
+class Fitted:
+    """A trained model as :func:`aestetik.tl.fit` (or :func:`aestetik.tl.load_model`) records it.
+
+    Attributes
+    ----------
+    params
+        The resolved parameters of ``fit`` (with ``prepare_key`` and, after training, ``device``).
+    weights
+        The network's state dict as ``{name: ndarray}``.
+    transcriptomics_weight, morphology_weight
+        The calibrated modality weights.
+    history
+        Per-step loss and its parts, with ``epoch``.
+    seconds
+        Wall-clock seconds per stage.
+    memory_estimate_bytes
+        The memory estimate of ``fit`` (``None`` for a loaded model).
+    loaded_from
+        The file of :func:`aestetik.tl.load_model` (``None`` after ``fit``).
+    """
+
+    params: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    transcriptomics_weight: float
+    morphology_weight: float
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    memory_estimate_bytes: int | None = None
+    loaded_from: str | None = None
+
+    @property
+    def modality_weights(self) -> tuple[float, float]:
+        return float(self.transcriptomics_weight), float(self.morphology_weight)
+
+    def record(self) -> dict[str, Any]:
+        """The ``adata.uns[key]['fit']`` entry (h5ad-writable)."""
+        out = {
+            "params": self.params,
+            "transcriptomics_weight": float(self.transcriptomics_weight),
+            "morphology_weight": float(self.morphology_weight),
+            "history": self.history,
+            "weights": self.weights,
+            "seconds": self.seconds,
+        }
+        if self.memory_estimate_bytes is not None:
+            out["memory_estimate_bytes"] = int(self.memory_estimate_bytes)
+        if self.loaded_from is not None:
+            out["loaded_from"] = self.loaded_from
+        return out
+
+
+def read_prepared(adata: AnnData, prepare_key: str) -> Prepared:
+    """What ``prepare`` wrote under ``prepare_key``, after checking that its arrays still match ``adata``."""
+    info = adata.uns.get(prepare_key, {})
+    if not isinstance(info, Mapping) or "prepare" not in info:
+        msg = f"Did not find `adata.uns[{prepare_key!r}]['prepare']`. Run `aestetik.pp.prepare(adata, key_added={prepare_key!r})` first."
+        raise KeyError(msg)
+    prep = info["prepare"]
+    redo = f"The data changed after `aestetik.pp.prepare`; run it again (key_added={prepare_key!r})."
+    for key in (Key.input(prepare_key), Key.grid(prepare_key)):
+        if key not in adata.obsm:
+            msg = f"Did not find `adata.obsm[{key!r}]`. {redo}"
+            raise KeyError(msg)
+    if int(prep["n_obs"]) != adata.n_obs:
+        msg = f"`aestetik.pp.prepare` saw {int(prep['n_obs'])} spots, the AnnData now has {adata.n_obs}. {redo}"
+        raise ValueError(msg)
+    w = int(prep["params"]["window_size"])
+    grid = np.asarray(adata.obsm[Key.grid(prepare_key)])
+    features = np.asarray(adata.obsm[Key.input(prepare_key)])
+    centre = (w * w) // 2
+    if grid.shape != (adata.n_obs, w * w) or not np.array_equal(grid[:, centre], np.arange(adata.n_obs)):
+        msg = f"`adata.obsm[{Key.grid(prepare_key)!r}]` no longer matches the spots (subset or reordered?). {redo}"
+        raise ValueError(msg)
+    n_morphology = int(prep["n_morphology"])
+    n_channels = int(prep["n_transcriptomics"]) + n_morphology
+    if features.shape != (adata.n_obs, n_channels) or not np.all(np.isfinite(features)):
+        msg = f"`adata.obsm[{Key.input(prepare_key)!r}]` has shape {features.shape} or non-finite values. {redo}"
+        raise ValueError(msg)
+    columns = [Key.transcriptomics_cluster(prepare_key)] + (
+        [Key.morphology_cluster(prepare_key)] if n_morphology else []
+    )
+    for key in columns:
+        if key not in adata.obs:
+            msg = f"Did not find the pseudo-labels `adata.obs[{key!r}]`. {redo}"
+            raise KeyError(msg)
+    lattice = adata.obsm.get(Key.lattice(prepare_key))
+    batch_key = recorded_batch_key(adata, prepare_key)
+    batch = adata.obs[batch_key].to_numpy() if batch_key and batch_key in adata.obs.columns else None
+    return Prepared(
+        key=prepare_key,
+        features=features,
+        grid=grid,
+        lattice=None if lattice is None else np.asarray(lattice),
+        labels_transcriptomics=adata.obs[columns[0]].to_numpy(),
+        labels_morphology=adata.obs[columns[1]].to_numpy() if n_morphology else None,
+        record=prep,
+        batch=batch,
+    )
+
+
+def read_fitted(adata: AnnData, key: str) -> Fitted:
+    """The model ``fit`` (or ``load_model``) recorded in ``adata.uns[key]['fit']``."""
+    info = adata.uns.get(key, {})
+    record = info.get("fit") if isinstance(info, Mapping) else None
+    if not isinstance(record, Mapping):
+        msg = f"Did not find `adata.uns[{key!r}]['fit']`. Run `aestetik.tl.fit(adata, key_added={key!r})` or `aestetik.tl.load_model` first."
+        raise KeyError(msg)
+    for name in ("params", "weights", "transcriptomics_weight", "morphology_weight"):
+        if name not in record:
+            msg = f"`adata.uns[{key!r}]['fit']` has no {name!r}. Run `aestetik.tl.fit(adata, key_added={key!r})` again."
+            raise KeyError(msg)
+    memory = record.get("memory_estimate_bytes")
+    loaded = record.get("loaded_from")
+    return Fitted(
+        params=dict(record["params"]),
+        weights=dict(record["weights"]),
+        transcriptomics_weight=float(record["transcriptomics_weight"]),
+        morphology_weight=float(record["morphology_weight"]),
+        history=dict(record.get("history", {})),
+        seconds=dict(record.get("seconds", {})),
+        memory_estimate_bytes=None if memory is None else int(memory),
+        loaded_from=None if loaded is None else str(loaded),
+    )
+
+
+def recorded_batch_key(adata: AnnData, prepare_key: str) -> str | None:
+    """The ``batch_key`` that ``prepare`` recorded under ``prepare_key``, if any (``None`` when not prepared)."""
+    prepared = adata.uns.get(prepare_key, {})
+    params = prepared.get("prepare", {}).get("params", {}) if isinstance(prepared, Mapping) else {}
+    batch_key = params.get("batch_key") if isinstance(params, Mapping) else None
+    return batch_key if isinstance(batch_key, str) and batch_key else None
+
+
+def refinement_coordinates(adata: AnnData, *, prepare_key: str, spatial_key: str) -> tuple[str, np.ndarray]:
+    """The lattice written by ``prepare`` if present, else ``adata.obsm[spatial_key]``: where the refinement votes."""
+    lattice = Key.lattice(prepare_key)
+    key = lattice if lattice in adata.obsm else spatial_key
+    coords = assert_obsm_key(
+        adata,
+        key,
+        fix=(
+            f"Refinement needs spot coordinates: run `aestetik.pp.prepare(adata)` (writes `adata.obsm[{lattice!r}]`), "
+            "pass `spatial_key`, or call with `refine=False`."
+        ),
+    )
+    assert_finite(coords, where=f"`adata.obsm[{key!r}]`")
+    return key, coords
+
+
+def assert_batch_column(adata: AnnData, prepare_key: str, *, fix: str) -> str | None:
+    """The recorded ``batch_key`` of ``prepare_key``, refused (with ``fix``) when its column is gone."""
+    batch_key = recorded_batch_key(adata, prepare_key)
+    if batch_key:
+        assert_obs_key(adata, batch_key, fix=fix.format(batch_key=batch_key, prepare_key=prepare_key))
+    return batch_key
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays (as an h5ad round trip returns them) turned into Python types."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def h5ad_value(value: Any) -> Any:
+    """``value`` as it can be recorded in ``uns``: ``None`` dropped (h5ad cannot store it), sequences as arrays."""
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, Sequence | range) and not isinstance(value, str):
+        return np.asarray(value)
+    return value

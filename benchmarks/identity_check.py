@@ -7,9 +7,10 @@ Run once on the code before a change and once after, then compare:
 
 One thread (``torch.set_num_threads(1)``, ``OMP_NUM_THREADS=1``) so that floating-point reductions run in the
 same order. The DLPFC part trains with the package defaults (seed 0: 100 epochs, 1000 Monte-Carlo passes;
-about 3 minutes on one core); ``--quick`` shortens it to 5 epochs and 20 passes. A synthetic section then runs
-``tl.consensus`` (2 seeds), ``tl.ablation``, ``tl.cluster(method='bgm')`` and ``save_model``/``load_model``/
-``embed`` with few epochs. Prints a table: every array, and whether it is bit-identical.
+about 1-3 minutes on one core); ``--quick`` shortens it to 5 epochs and 20 passes. A synthetic section then
+runs ``tl.consensus`` (2 seeds), ``tl.ablation``, ``tl.cluster`` (bgm, leiden, louvain, a range of K) and
+``save_model``/``load_model``/``embed`` with few epochs. Prints a table: every array, and whether it is
+bit-identical; exits 1 when any differs.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def run(*, quick: bool) -> dict:
     out["synthetic/bgm_proba"] = s.obs["bgm_proba"].to_numpy()
     ae.tl.cluster(s, n_clusters=range(3, 6), key_added="auto", show_progress_bar=False)
     out["synthetic/auto"] = labels(s, "auto")
+    for method in ("leiden", "louvain"):
+        ae.tl.cluster(s, n_clusters=4, method=method, key_added=method)
+        out[f"synthetic/{method}"] = labels(s, method)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         ae.tl.save_model(s, path)

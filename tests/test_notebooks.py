@@ -9,26 +9,17 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
-# the parameters of a quick run: the code paths of the full run with a fraction of its training
-QUICK = {"max_epochs": 2, "n_mc_samples": 5, "n_seeds": 2}
+#: Per notebook, ``tests/notebooks/<notebook name>.py`` holds ``QUICK`` (values appended to its cell tagged
+#: 'parameters'), ``MIN_FIGURES`` and ``CHECKS`` (code appended to the executed notebook).
+SPECS = Path(__file__).parent / "notebooks"
 
-# checks appended to the executed notebook: what every section must have written
-CHECKS = """
-import numpy as np
-assert adata.obsm["X_aestetik"].shape == (adata.n_obs, 16)
-assert adata.obs["aestetik"].nunique() >= 2
-assert adata.uns["aestetik"]["fit"]["params"]["max_epochs"] == max_epochs
-assert "X_umap" in adata.obsm and "rank_genes_groups" in logged.uns
-report = adata.uns["aestetik_ablation"]
-assert list(report["settings"]) == ["transcriptomics", "morphology", "both"]
-assert all(-1 <= report["ari"][s] <= 1 for s in report["settings"])
-info = adata.uns["aestetik_consensus"]["consensus"]
-assert np.asarray(info["ari"]).shape == (n_seeds, n_seeds)
-confidence = adata.obs["aestetik_consensus_confidence"].to_numpy()
-assert confidence.min() >= 1 / n_seeds and confidence.max() == 1
-assert 5 <= adata.obs["aestetik_auto"].nunique() <= 9
-assert "stability" in adata.uns["aestetik_auto"]["cluster"]
-"""
+
+def _spec(path: Path) -> dict:
+    spec = SPECS / f"{path.stem}.py"
+    assert spec.is_file(), f"add {spec} with QUICK, MIN_FIGURES and CHECKS for {path.name}"
+    namespace: dict = {}
+    exec(compile(spec.read_text(), str(spec), "exec"), namespace)
+    return namespace
 
 
 def _read(path: Path) -> dict:
@@ -51,7 +42,7 @@ def test_committed_with_outputs(path):
     outputs = [o for c in code for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
     figures = [o for o in outputs if {"image/png", "image/jpeg"} & set(o.get("data", {}))]
-    assert len(figures) >= 5, "the figures are missing"
+    assert len(figures) >= _spec(path)["MIN_FIGURES"], "the figures are missing"
     parameters = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
     assert len(parameters) == 1, "one cell tagged 'parameters' holds the runtime-deciding values"
 
@@ -64,11 +55,12 @@ def test_runs(path, tmp_path, monkeypatch):
         monkeypatch.setenv(var, "1")  # the kernel is a fresh process: conftest's thread limit does not reach it
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    spec = _spec(path)
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:  # nbclient replaces each cell's outputs when it runs it
         if "parameters" in cell.metadata.get("tags", []):
-            cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in QUICK.items())
-    nb.cells.append(nbformat.v4.new_code_cell(CHECKS))
+            cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in spec["QUICK"].items())
+    nb.cells.append(nbformat.v4.new_code_cell(spec["CHECKS"]))
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
     client.execute()  # raises CellExecutionError naming the failing cell
     assert not list(tmp_path.iterdir()), "the notebook wrote files"

@@ -250,3 +250,25 @@ def test_embedding_same_without_caches(prepared):
     module.cache_bytes = 0
     recomputed = module.embed(5, seed=1, chunk_spots=100)
     np.testing.assert_allclose(cached, recomputed, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_progress_bar_and_log_name_epoch_throughput_device(prepared, capfd):
+    import io
+    import sys
+
+    import scanpy as sc
+
+    adata = prepared.copy()
+    verbosity, log = sc.settings.verbosity, io.StringIO()
+    sc.settings.verbosity, sc.settings.logfile = "info", log
+    try:
+        ae.tl.fit(adata, **{**FAST_FIT, "show_progress_bar": True}, accelerator="cpu")
+    finally:
+        sc.settings.verbosity, sc.settings.logfile = verbosity, sys.stderr
+    captured = capfd.readouterr()
+    bar = captured.out + captured.err
+    assert "Epoch 2/2" in bar
+    assert "spots/s=" in bar
+    assert "on cpu, 1 process (SingleDeviceStrategy)" in log.getvalue()
+    p = adata.uns["aestetik"]["fit"]["params"]
+    assert (p["strategy"], p["world_size"], p["resumed"]) == ("auto", 1, False)

@@ -22,6 +22,12 @@ _DOCS = {
     "ax": "ax\n    Axes to draw into; by default a new figure.",
     "show": "show\n    Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).",
     "save": ("save\n    Path to save the figure to (``bbox_inches='tight'``, 150 dpi); nothing is written otherwise."),
+    "table_key": (
+        "table_key\n    When ``adata`` is a ``spatialdata.SpatialData``: the name of the table in ``adata.tables``\n"
+        "    (an AnnData of the spots) that is read and written as ``adata`` would be. With ``copy=True`` the result\n"
+        "    is a new SpatialData holding the new table and sharing every other element with the input. Ignored for\n"
+        '    an AnnData. Needs ``pip install "aestetik[spatialdata]"``.'
+    ),
     "returns_copy": "Returns ``None`` unless ``copy=True``, in which case a new :class:`~anndata.AnnData` is returned.",
 }
 

@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aestetik._keys import Key
+from aestetik._transfer import PreparedSizes
 from aestetik._validation import assert_finite, assert_obs_key, assert_obsm_key
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from aestetik._transfer import DomainModel, Reference
+
 
 @dataclass(frozen=True)
-class Prepared:
+class Prepared(PreparedSizes):
     """The inputs :func:`aestetik.pp.prepare` wrote, as arrays.
 
     Attributes
@@ -35,7 +38,8 @@ class Prepared:
     lattice
         (n, 2) lattice position per spot, or ``None`` when it is not stored.
     labels_transcriptomics, labels_morphology
-        Pseudo-labels per spot as stored in ``obs`` (``labels_morphology`` is ``None`` without morphology).
+        Pseudo-labels per spot as stored in ``obs`` (``labels_morphology`` is ``None`` without morphology; both are
+        ``None`` for a section projected onto a reference, which has none).
     record
         ``adata.uns[key]['prepare']``: ``params`` and the sizes.
     batch
@@ -46,7 +50,7 @@ class Prepared:
     features: np.ndarray
     grid: np.ndarray
     lattice: np.ndarray | None
-    labels_transcriptomics: np.ndarray
+    labels_transcriptomics: np.ndarray | None
     labels_morphology: np.ndarray | None
     record: Mapping[str, Any]
     batch: np.ndarray | None = None
@@ -56,29 +60,9 @@ class Prepared:
         return int(self.features.shape[0])
 
     @property
-    def params(self) -> Mapping[str, Any]:
-        return self.record["params"]
-
-    @property
-    def n_transcriptomics(self) -> int:
-        return int(self.record["n_transcriptomics"])
-
-    @property
-    def n_morphology(self) -> int:
-        return int(self.record["n_morphology"])
-
-    @property
-    def n_channels(self) -> int:
-        return self.n_transcriptomics + self.n_morphology
-
-    @property
     def n_clusters(self) -> tuple[int, int]:
         """Pseudo-label clusters ``(transcriptomics, morphology)`` (0 without morphology)."""
         return int(self.record["n_clusters_transcriptomics"]), int(self.record["n_clusters_morphology"])
-
-    @property
-    def window_size(self) -> int:
-        return int(self.params["window_size"])
 
     @property
     def batch_key(self) -> str | None:
@@ -199,10 +183,11 @@ def read_prepared(adata: AnnData, prepare_key: str) -> Prepared:
     if features.shape != (adata.n_obs, n_channels) or not np.all(np.isfinite(features)):
         msg = f"`adata.obsm[{Key.input(prepare_key)!r}]` has shape {features.shape} or non-finite values. {redo}"
         raise ValueError(msg)
+    labelled = bool(prep.get("pseudo_labels", True))  # False: projected onto a reference, nothing to train on
     columns = [Key.transcriptomics_cluster(prepare_key)] + (
         [Key.morphology_cluster(prepare_key)] if n_morphology else []
     )
-    for key in columns:
+    for key in columns if labelled else []:
         if key not in adata.obs:
             msg = f"Did not find the pseudo-labels `adata.obs[{key!r}]`. {redo}"
             raise KeyError(msg)
@@ -214,8 +199,8 @@ def read_prepared(adata: AnnData, prepare_key: str) -> Prepared:
         features=features,
         grid=grid,
         lattice=None if lattice is None else np.asarray(lattice),
-        labels_transcriptomics=adata.obs[columns[0]].to_numpy(),
-        labels_morphology=adata.obs[columns[1]].to_numpy() if n_morphology else None,
+        labels_transcriptomics=adata.obs[columns[0]].to_numpy() if labelled else None,
+        labels_morphology=adata.obs[columns[1]].to_numpy() if n_morphology and labelled else None,
         record=prep,
         batch=batch,
     )
@@ -255,9 +240,18 @@ def recorded_batch_key(adata: AnnData, prepare_key: str) -> str | None:
 
 
 def refinement_coordinates(adata: AnnData, *, prepare_key: str, spatial_key: str) -> tuple[str, np.ndarray]:
-    """The lattice written by ``prepare`` if present, else ``adata.obsm[spatial_key]``: where the refinement votes."""
+    """Where the refinement votes: the lattice written by ``prepare`` if present, else ``adata.obsm[spatial_key]``.
+
+    Single cells (``prepare(coords='cells')``) vote on their real positions, ``adata.obsm`` at the ``spatial_key``
+    that ``prepare`` built their grid from: the grid moves some cells to a free site nearby, the k-NN should not.
+    """
     lattice = Key.lattice(prepare_key)
-    key = lattice if lattice in adata.obsm else spatial_key
+    info = adata.uns.get(prepare_key, {})
+    record = info.get("prepare", {}).get("lattice", {}) if isinstance(info, Mapping) else {}
+    if isinstance(record, Mapping) and str(record.get("source", "")) == "cells":
+        key = str(record.get("spatial_key", spatial_key))
+    else:
+        key = lattice if lattice in adata.obsm else spatial_key
     coords = assert_obsm_key(
         adata,
         key,
@@ -298,3 +292,33 @@ def h5ad_value(value: Any) -> Any:
     if isinstance(value, Sequence | range) and not isinstance(value, str):
         return np.asarray(value)
     return value
+
+
+def read_reference(source: Any, key: str) -> Reference:
+    """The :class:`~aestetik._transfer.Reference` of a trained AnnData (``uns[key]['prepare']``) or a model file."""
+    from anndata import AnnData
+
+    from aestetik._transfer import model_file_config, reference_from
+
+    if isinstance(source, AnnData):
+        where = f"`reference.uns[{key!r}]['prepare']`"
+        info = source.uns.get(key, {})
+        record = info.get("prepare") if isinstance(info, Mapping) else None
+        if not isinstance(record, Mapping):
+            msg = f"Did not find {where}. Pass a section prepared and trained with `key_added={key!r}`, or its model file."
+            raise KeyError(msg)
+        return reference_from(record, where)
+    return reference_from(model_file_config(source).get("prepare"), f"the model file {str(source)!r}")
+
+
+def read_domain_model(source: Any, key: str) -> DomainModel:
+    """The :class:`~aestetik._transfer.DomainModel` of a clustered AnnData (``uns[key]['cluster']``) or a model file."""
+    from anndata import AnnData
+
+    from aestetik._transfer import domain_model_from, model_file_config
+
+    if isinstance(source, AnnData):
+        info = source.uns.get(key, {})
+        record = info.get("cluster") if isinstance(info, Mapping) else None
+        return domain_model_from(record, f"`model.uns[{key!r}]['cluster']`", key)
+    return domain_model_from(model_file_config(source).get("domains"), f"the model file {str(source)!r}", key)

@@ -160,9 +160,41 @@ def signature_defaults(func: Callable, reserved: Iterable[str] = ()) -> dict[str
     """The keyword defaults of ``func`` (a public function), less ``adata`` and the ``reserved`` names."""
     import inspect
 
-    skip = {"adata", *reserved}
+    skip = {"adata", "table_key", *reserved}  # table_key: the SpatialData table, not an option of the call
     return {
         name: p.default
         for name, p in inspect.signature(func).parameters.items()
         if name not in skip and p.default is not inspect.Parameter.empty
     }
+
+
+#: What h5ad (HDF5) or zarr cannot store as a name in ``obs`` / ``obsm`` / ``uns``: a written key is a path in
+#: the file, so '/' nests it (h5ad reads ``uns['a/b']`` back as ``uns['a']['b']``, zarr refuses it), and zarr
+#: refuses '\\', '.' and '..'; neither stores an empty name or a NUL, and '_index' is anndata's index column.
+_BAD_KEY_CHARS = {"/": "a '/'", "\\": "a '\\'", "\x00": "a NUL character"}
+_BAD_KEY_NAMES = {"": "an empty name", ".": "the name '.'", "..": "the name '..'", "_index": "the name '_index'"}
+
+
+def _key_problem(value: str) -> str | None:
+    parts = [value, value.removeprefix("X_")] if value.startswith("X_") and value != "X_" else [value]
+    for part in parts:
+        bad = _BAD_KEY_NAMES.get(part) or next((what for c, what in _BAD_KEY_CHARS.items() if c in part), None)
+        if bad is not None:
+            return bad
+    return None
+
+
+def assert_key_name(value: Any, *, name: str) -> None:
+    """Refuse a key (argument ``name``) that ``write_h5ad`` or ``write_zarr`` cannot store in obs/obsm/uns."""
+    if not isinstance(value, str):
+        msg = f"`{name}` must be a string (the name of the keys written), got {type(value).__name__}: {value!r}."
+        raise TypeError(msg)
+    bad = _key_problem(value)
+    if bad is not None:
+        fixed = "".join("_" if c in _BAD_KEY_CHARS else c for c in value).strip("._")
+        fixed = fixed if fixed and _key_problem(fixed) is None else "aestetik"
+        msg = (
+            f"`{name}={value!r}` cannot be written: the keys in `obs`/`obsm`/`uns` are paths in an h5ad or zarr "
+            f"file, which cannot hold {bad}. Pass another name, e.g. `{name}={fixed!r}`."
+        )
+        raise ValueError(msg)

@@ -87,8 +87,18 @@ def domain_options(
     random_state: int,
     n_jobs: int | None,
     show_progress_bar: bool,
+    model: Any = None,
 ) -> tuple[np.ndarray | None, DomainOptions]:
-    """Check the arguments of :func:`aestetik.tl.cluster`: the candidates of ``n_clusters`` (or ``None``) and options."""
+    """Check the arguments of :func:`aestetik.tl.cluster`: the candidates of ``n_clusters`` (or ``None``) and options.
+
+    ``model`` (labelling with trained domains) is only for :func:`aestetik.tl.cluster` itself: the loops over seeds
+    or settings (``consensus``, ``ablation``) pass it through their ``cluster_kwargs`` and are refused here.
+    """
+    if model is not None:
+        msg = (
+            "`model` labels a new section with trained domains; call `aestetik.tl.cluster(adata, model=...)` directly."
+        )
+        raise ValueError(msg)
     assert_choice(method, CLUSTER_METHODS, name="method")
     candidates = n_cluster_candidates(n_clusters, n_obs)
     if candidates is not None:
@@ -137,6 +147,9 @@ class Domains:
         The number of domains asked for or chosen (an int), or the resolution (a float).
     stability
         The stability curve when ``n_clusters`` was chosen, else ``None``.
+    centres, centre_labels
+        The mean of ``x`` over each domain of ``labels`` (k, d) and the domain of each centre (k,): what
+        :func:`assign_domains` labels new spots with.
     """
 
     labels: np.ndarray
@@ -144,6 +157,8 @@ class Domains:
     resolution: float | None
     n_clusters: int | float
     stability: Stability | None
+    centres: np.ndarray | None = None
+    centre_labels: np.ndarray | None = None
 
 
 def find_domains(
@@ -177,7 +192,69 @@ def find_domains(
     else:
         k = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
     result = cluster_features(x, k, method=options.method, random_state=options.random_state, n_jobs=options.n_jobs)
-    labels = result.labels
+    labels = _refined(result.labels, result.proba, result.n_clusters, options, coords=coords, groups=groups)
+    centres, centre_labels = domain_centres(x, labels, labels)
+    return Domains(
+        labels=labels,
+        proba=result.proba,
+        resolution=result.resolution,
+        n_clusters=k,
+        stability=stability,
+        centres=centres,
+        centre_labels=centre_labels,
+    )
+
+
+def domain_centres(x: np.ndarray, clusters: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``x`` per cluster (k, d) and the final label most of each cluster's spots carry (k,)."""
+    k = int(clusters.max()) + 1 if clusters.size else 0
+    centres = np.zeros((k, x.shape[1]), dtype=np.float64)
+    owner = np.zeros(k, dtype=np.int64)
+    for c in range(k):
+        rows = clusters == c
+        if rows.any():
+            centres[c] = x[rows].mean(axis=0)
+            owner[c] = np.bincount(labels[rows]).argmax()
+    return centres, owner
+
+
+def assign_domains(
+    x: np.ndarray,
+    centres: np.ndarray,
+    centre_labels: np.ndarray,
+    options: DomainOptions,
+    *,
+    coords: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Label new spots with trained domains: nearest centre (Euclidean), then the refinement per group.
+
+    Returns indices into the domains of ``centre_labels`` (not renumbered: a domain may get no spot).
+    """
+    from scipy.spatial import cKDTree
+
+    nearest = cKDTree(np.asarray(centres, dtype=np.float64)).query(np.asarray(x, dtype=np.float64), k=1)[1]
+    labels = np.asarray(centre_labels, dtype=np.int64)[nearest]
+    if not options.refine:
+        return labels
+    if coords is None:
+        msg = "Refinement needs the spot coordinates."
+        raise ValueError(msg)
+    return refine_labels(
+        labels, coords, confidence=None, threshold=REFINE_CONFIDENCE, n_neighbors=options.n_neighbors, groups=groups
+    )
+
+
+def _refined(
+    labels: np.ndarray,
+    proba: np.ndarray | None,
+    n_clusters: int,
+    options: DomainOptions,
+    *,
+    coords: np.ndarray | None,
+    groups: np.ndarray | None,
+) -> np.ndarray:
+    """The refinement of :func:`find_domains` (when asked), renumbered to consecutive labels."""
     if options.refine:
         if coords is None:
             msg = "Refinement needs the spot coordinates."
@@ -185,16 +262,16 @@ def find_domains(
         labels = refine_labels(
             labels,
             coords,
-            confidence=result.proba,
+            confidence=proba,
             threshold=REFINE_CONFIDENCE,
             n_neighbors=options.n_neighbors,
             groups=groups,
         )
-        absorbed = result.n_clusters - np.unique(labels).size
+        absorbed = n_clusters - np.unique(labels).size
         if absorbed > 0:
-            logg.warning(f"The spatial refinement absorbed {absorbed} of {result.n_clusters} domains.")
+            logg.warning(f"The spatial refinement absorbed {absorbed} of {n_clusters} domains.")
         labels = np.unique(labels, return_inverse=True)[1].reshape(-1)  # consecutive again
-    return Domains(labels=labels, proba=result.proba, resolution=result.resolution, n_clusters=k, stability=stability)
+    return labels
 
 
 def stability_record(stability: Stability, *, n_resamples: int, tolerance: float) -> dict[str, Any]:

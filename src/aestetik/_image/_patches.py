@@ -134,24 +134,61 @@ def _library_features(
     return out, status
 
 
-def _reduce(x: np.ndarray, computed: np.ndarray, n_components: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """Impute outside spots with the column median, standardise and PCA (fitted on the computed spots)."""
+def _reduce(
+    x: np.ndarray, computed: np.ndarray, n_components: int, random_state: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Impute outside spots with the column median, standardise and PCA (fitted on the computed spots).
+
+    Also returns the transform (:func:`apply_transform` applies it to the features of other spots).
+    """
     from sklearn.decomposition import PCA
 
     fit = x[computed]
     if not np.all(np.isfinite(fit)):
         msg = "The image features contain NaN or infinite values; check `method`."
         raise ValueError(msg)
-    x = np.where(computed[:, None], x, np.median(fit, axis=0))
+    median = np.median(fit, axis=0)
+    x = np.where(computed[:, None], x, median)
     sd = fit.std(axis=0)
     keep = sd > 0
     k = min(n_components, int(keep.sum()), int(computed.sum()) - 1)
     if k < 1:
         msg = f"The image features are constant over the {int(computed.sum())} spot(s) inside the image; nothing to reduce. Check the image and the spot coordinates."
         raise ValueError(msg)
-    z = (x[:, keep] - fit[:, keep].mean(axis=0)) / sd[keep]
+    mean = fit[:, keep].mean(axis=0)
+    z = (x[:, keep] - mean) / sd[keep]
     pca = PCA(n_components=k, random_state=random_state).fit(z[computed])
-    return pca.transform(z).astype(np.float32), pca.explained_variance_ratio_.astype(np.float64)
+    transform = {
+        "median": median.astype(np.float64),
+        "keep": keep,
+        "mean": mean.astype(np.float64),
+        "sd": sd[keep].astype(np.float64),
+        "pca_mean": pca.mean_.astype(np.float64),
+        "components": pca.components_.astype(np.float64),
+    }
+    return pca.transform(z).astype(np.float32), pca.explained_variance_ratio_.astype(np.float64), transform
+
+
+def apply_transform(x: np.ndarray, computed: np.ndarray, transform: dict[str, np.ndarray]) -> np.ndarray:
+    """The morphology PCs of raw features ``x`` (n, f) with a stored transform of :func:`_reduce` (training spots').
+
+    Spots not ``computed`` (patch outside the image) get the training median; then the training standardisation
+    and PCA: ``((x[:, keep] - mean) / sd - pca_mean) @ components.T``.
+    """
+    median = np.asarray(transform["median"], dtype=np.float64)
+    if x.shape[1] != median.shape[0]:
+        msg = (
+            f"The image features have {x.shape[1]} columns but the reference morphology transform expects "
+            f"{median.shape[0]}; compute them with the reference's `method`."
+        )
+        raise ValueError(msg)
+    x = np.where(computed[:, None], x, median)
+    if not np.all(np.isfinite(x)):
+        msg = "The image features contain NaN or infinite values; check `method`."
+        raise ValueError(msg)
+    keep = np.asarray(transform["keep"], dtype=bool)
+    z = (x[:, keep] - np.asarray(transform["mean"])) / np.asarray(transform["sd"])
+    return ((z - np.asarray(transform["pca_mean"])) @ np.asarray(transform["components"]).T).astype(np.float32)
 
 
 def _warn_few_pixels(lib: Library) -> None:
@@ -178,11 +215,14 @@ def embed_patches(
     random_state: int,
     outside_column: str,
     stacklevel: int,
+    transform: dict[str, np.ndarray] | None = None,
 ) -> PatchEmbedding:
     """Features of every spot's patch in its library's image, imputed, standardised and reduced by PCA together.
 
     ``n_obs`` spots in all, each in the ``spots`` of one library. Warns (``stacklevel`` counted from this function)
     when patches lie outside the image (flagged in ``adata.obs[outside_column]``) or are clipped by its border.
+    With ``transform`` (of a reference section, see :func:`apply_transform`) the features are projected with it
+    instead of fitting a new standardisation and PCA.
     """
     x: np.ndarray | None = None
     status = np.zeros(n_obs, dtype=np.int8)
@@ -207,7 +247,10 @@ def embed_patches(
             "n_clipped": int((st == CLIPPED).sum()),
         }
     outside = status == OUTSIDE
-    embedding, ratio = _reduce(x, ~outside, n_components, random_state)
+    if transform is None:
+        embedding, ratio, transform = _reduce(x, ~outside, n_components, random_state)
+    else:
+        embedding, ratio = apply_transform(x, ~outside, transform), np.zeros(0)
     n_out, n_clip = int(outside.sum()), int((status == CLIPPED).sum())
     if n_out or n_clip:
         warnings.warn(
@@ -228,5 +271,6 @@ def embed_patches(
         "n_outside": n_out,
         "n_clipped": n_clip,
         "libraries": per_library,
+        "transform": transform,
     }
     return PatchEmbedding(embedding, outside, record)

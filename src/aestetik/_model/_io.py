@@ -51,6 +51,40 @@ def load_weights(path: str | PathLike) -> tuple[dict[str, np.ndarray], dict[str,
     return state_to_arrays(payload["state"]), dict(payload["config"])
 
 
+def to_file_value(value: Any) -> Any:
+    """``value`` as :func:`torch.load` with ``weights_only=True`` reads it: numeric arrays as tensors, text as lists."""
+    import torch
+
+    if isinstance(value, Mapping):
+        return {str(k): to_file_value(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "OUS":
+            return [str(v) for v in value.reshape(-1)]
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, list | tuple):
+        return [to_file_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def from_file_value(value: Any) -> Any:
+    """Inverse of :func:`to_file_value`: tensors back to arrays, lists of text to str arrays."""
+    if isinstance(value, Mapping):
+        return {str(k): from_file_value(v) for k, v in value.items()}
+    if hasattr(value, "numpy") and hasattr(value, "dtype"):
+        return value.numpy()
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return np.asarray(value, dtype=object).astype(str)
+    if isinstance(value, list):
+        return [from_file_value(v) for v in value]
+    return value
+
+
+#: What a model file keeps of the ``prepare`` record for projecting new sections.
+REFERENCE_FIELDS = ("params", "n_transcriptomics", "n_morphology", "lattice_type", "transforms")
+
+
 #: Marks the configuration of a file written by :func:`aestetik.tl.save_model` (a bare ``save_weights`` file lacks it).
 MODEL_KIND = "aestetik-model-v1"
 #: Sizes of the prepared input that a model's network depends on, with their names in error messages.
@@ -88,12 +122,17 @@ def assert_layout(model: Mapping[str, int], prep: Mapping[str, Any], *, prepare_
 
 
 def model_file_config(
-    fit: Mapping[str, Any], network: Mapping[str, Any], prep: Mapping[str, Any], history: Mapping[str, np.ndarray]
+    fit: Mapping[str, Any],
+    network: Mapping[str, Any],
+    prep: Mapping[str, Any],
+    history: Mapping[str, np.ndarray],
+    domains: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The configuration :func:`save_weights` stores next to a model's weights (plain values and tensors only).
 
     ``fit`` holds the plain ``params``, the two modality weights and ``seconds``; ``network`` the network's
-    arguments; ``prep`` the ``prepare`` record, whose sizes the network depends on.
+    arguments; ``prep`` the ``prepare`` record, whose sizes the network depends on and whose input transforms
+    project new sections (kept under ``'prepare'``); ``domains`` the ``cluster`` record whose centres label them.
     """
     import torch
 
@@ -114,6 +153,8 @@ def model_file_config(
             "transcriptomics_key": str(prepare_params.get("transcriptomics_key", "")),
             "morphology_key": str(prepare_params.get("morphology_key", "")),
         },
+        "prepare": to_file_value({k: prep[k] for k in REFERENCE_FIELDS if k in prep}),
+        **({"domains": to_file_value(dict(domains))} if domains is not None else {}),
     }
 
 

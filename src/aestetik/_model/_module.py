@@ -18,18 +18,58 @@ from ._windows import gather_windows, window_medians
 
 
 class AnchorBatches(torch.utils.data.IterableDataset):
-    """Every spot is an anchor once per epoch: a fresh permutation split into batches of index tensors."""
+    """Every spot is an anchor once per epoch: a fresh permutation split into batches of index tensors.
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    Under DDP (``world_size`` processes; read from :mod:`torch.distributed` when not given) every rank draws the
+    same permutation from the same seed, splits it into ``steps * world_size`` near-equal batches of at most
+    ``batch_size`` anchors, with ``steps = ceil(n / (batch_size * world_size))``, and takes every ``world_size``-th
+    from its ``rank`` on: the ranks' shards are disjoint, cover every spot once and have the same number of steps.
+    One process splits the permutation into batches of exactly ``batch_size`` (the last one shorter).
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, *, rank: int | None = None, world_size: int | None = None
+    ) -> None:
         super().__init__()
         self.n, self.batch_size = n, batch_size
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for spawned processes (a :class:`torch.Generator` itself does not survive ``spawn``)."""
+        state = dict(self.__dict__)
+        state["generator"] = self.generator.get_state().numpy().tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state.pop("generator")), dtype=torch.uint8))
+        self.__dict__.update(state, generator=generator)
+
+    def shard(self) -> tuple[int, int]:
+        """``(rank, world_size)`` of this process."""
+        if self.world_size is not None:
+            return int(self.rank or 0), int(self.world_size)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def steps(self, world_size: int) -> int:
+        """Steps per epoch on each of ``world_size`` ranks."""
+        return math.ceil(self.n / (self.batch_size * world_size))
+
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return self.steps(self.shard()[1])
 
     def __iter__(self):
-        yield from torch.randperm(self.n, generator=self.generator).split(self.batch_size)
+        order = torch.randperm(self.n, generator=self.generator)
+        rank, world = self.shard()
+        if world == 1:
+            yield from order.split(self.batch_size)
+            return
+        yield from order.tensor_split(self.steps(world) * world)[rank::world]
 
 
 class AestetikModule(L.LightningModule):

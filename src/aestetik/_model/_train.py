@@ -60,6 +60,13 @@ def resolve_params(
     random_state: int,
 ) -> tuple[dict[str, Any], tuple[float, float]]:
     """The resolved, checked parameters of a fit (as recorded) and the calibrated weights ``(w_t, w_m)``."""
+    if prepared.labels_transcriptomics is None:
+        msg = (
+            f"`adata.uns[{prepared.key!r}]['prepare']` was projected onto a trained model (`reference=`), which "
+            "computes no pseudo-labels to train on. Embed it with that model: `aestetik.tl.embed(adata, model=...)`; "
+            "or train on it after `aestetik.pp.prepare(adata)` without `reference`."
+        )
+        raise ValueError(msg)
     from aestetik import __version__
 
     assert_int(
@@ -189,12 +196,15 @@ def build_module(prepared: Prepared, params: dict[str, Any], weights: tuple[floa
     """The training module for the prepared data (its network freshly initialised from torch's global RNG)."""
     from ._module import AestetikModule
 
-    labels_m = prepared.labels_morphology
+    labels_t, labels_m = prepared.labels_transcriptomics, prepared.labels_morphology
+    none = np.zeros(prepared.n_obs, dtype=int)  # no pseudo-labels (a section projected onto a reference): embed only
+    if labels_t is None:
+        weights = (0.0, 0.0)  # no triplets to draw; the weights do not enter the embedding
     return AestetikModule(
         np.asarray(prepared.features, dtype=np.float32),
         np.asarray(prepared.grid, dtype=np.int32),
-        prepared.labels_transcriptomics,
-        labels_m if labels_m is not None else np.zeros(prepared.n_obs, dtype=int),
+        labels_t if labels_t is not None else none,
+        labels_m if labels_m is not None else none,
         n_transcriptomics=prepared.n_transcriptomics,
         window_size=prepared.window_size,
         weights=weights,
@@ -227,58 +237,94 @@ def train(
     accelerator: str,
     devices: int | str,
     show_progress_bar: bool,
-) -> tuple[Fitted, np.ndarray]:
+    strategy: Any = "auto",
+    num_nodes: int = 1,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+) -> tuple[Fitted, np.ndarray | None]:
     """Train from ``params['random_state']`` and embed every spot; the record of the fit and the embedding.
 
     Runs inside :func:`torch.random.fork_rng`, so the caller's random state is left as it was. Ctrl+C stops
-    training and raises :class:`KeyboardInterrupt` before anything is returned.
+    training and raises :class:`KeyboardInterrupt` before anything is returned. Several processes and checkpoints:
+    :mod:`aestetik._model._distributed` (the embedding is ``None`` on ranks other than 0 of a per-rank launch) and
+    :mod:`aestetik._model._checkpoint`.
     """
     import torch
 
     from aestetik._records import Fitted
 
     from ._allocator import keep_freed_memory, release_free_memory
+    from ._checkpoint import ResumeState, checkpoint_callback, last_checkpoint
+    from ._distributed import EmbedOnRankZero, RankSeeds, describe, ignore_local_buffers, pop_results
     from ._io import state_to_arrays
     from ._module import AnchorBatches
-    from ._trainer import LossHistory, make_trainer, quiet_lightning, stop_on_interrupt
+    from ._trainer import LossHistory, history_arrays, make_trainer, quiet_lightning, stop_on_interrupt
 
     n, seed = prepared.n_obs, int(params["random_state"])
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
         torch.manual_seed(seed)
         module = build_module(prepared, params, weights)
+        ignore_local_buffers(module)
         history = LossHistory()
+        batches = AnchorBatches(n, params["batch_size"], seed)
+        callbacks = [history, RankSeeds(seed), EmbedOnRankZero(params["n_mc_samples"], seed, history)]
+        ckpt = None
+        if checkpoint_path is not None:
+            callbacks += [
+                ResumeState(batches, params, checkpoint_path),
+                checkpoint_callback(checkpoint_path, checkpoint_every),
+            ]
+            ckpt = last_checkpoint(checkpoint_path) if resume else None
         trainer = make_trainer(
             max_epochs=params["max_epochs"],
             accelerator=accelerator,
             devices=devices,
             show_progress_bar=show_progress_bar,
-            callbacks=[history],
+            callbacks=callbacks,
+            strategy=strategy,
+            num_nodes=num_nodes,
+            default_root_dir=checkpoint_path,
         )
-        batches = AnchorBatches(n, params["batch_size"], seed)
+        world = int(trainer.num_devices * trainer.num_nodes)
+        where = f", resuming from {ckpt}" if ckpt else (", no checkpoint to resume from yet" if resume else "")
+        logg.info(f"    on {describe(trainer)}{where}")
         loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
         t0 = time.perf_counter()
+        resume_kw = {"ckpt_path": ckpt, "weights_only": True} if ckpt else {}
         with stop_on_interrupt(trainer) as state:
-            trainer.fit(module, train_dataloaders=loader)
+            trainer.fit(module, train_dataloaders=loader, **resume_kw)
         if state["interrupted"]:
-            msg = "Training was interrupted; nothing was written to the AnnData."
+            saved = f" Resume with `resume=True` from `checkpoint_path={checkpoint_path!r}`." if checkpoint_path else ""
+            msg = f"Training was interrupted; nothing was written to the AnnData.{saved}"
             raise KeyboardInterrupt(msg)
         t1 = time.perf_counter()
-        release_free_memory()  # what training kept for reuse would add to the embedding's peak
         device = trainer.strategy.root_device
-        module.to(device)
-        embedding = module.embed(params["n_mc_samples"], seed=seed)
-        t2 = time.perf_counter()
+        hist = history.history()
+        if world > 1:  # embedded by rank 0 (EmbedOnRankZero); none on the other ranks of a per-rank launch
+            results = pop_results(trainer)
+            embedding, embed_seconds = None, 0.0
+            if results is not None:
+                embedding, embed_seconds, values, epochs = results
+                hist = history_arrays(values, epochs)
+        else:
+            release_free_memory()  # what training kept for reuse would add to the embedding's peak
+            module.to(device)
+            embedding = module.embed(params["n_mc_samples"], seed=seed)
+            embed_seconds = time.perf_counter() - t1
+    name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    run = {"device": str(device.type), "strategy": name, "world_size": world, "resumed": bool(ckpt)}
     fitted = Fitted(
-        params={**params, "device": str(device.type)},
+        params={**params, **run},
         weights=state_to_arrays(module.network.state_dict()),
         transcriptomics_weight=float(weights[0]),
         morphology_weight=float(weights[1]),
-        history=history.history(),
-        seconds={"train": float(t1 - t0), "embed": float(t2 - t1)},
+        history=hist,
+        seconds={"train": float(t1 - t0), "embed": float(embed_seconds)},
         memory_estimate_bytes=int(memory.total),
     )
-    return fitted, embedding.astype(np.float32)
+    return fitted, None if embedding is None else embedding.astype(np.float32)
 
 
 def fit_prepared(
@@ -288,12 +334,22 @@ def fit_prepared(
     devices: int | str,
     check_memory: bool,
     show_progress_bar: bool,
+    strategy: Any = "auto",
+    num_nodes: int = 1,
+    checkpoint_path: str | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
     **kwargs: Any,
-) -> tuple[Fitted, np.ndarray]:
+) -> tuple[Fitted, np.ndarray | None]:
     """:func:`aestetik.tl.fit` on prepared arrays: the record of the fit and the embedding.
 
-    Resolves the parameters (``kwargs``, see :func:`resolve_params`), checks the memory, trains and embeds.
+    Resolves the parameters (``kwargs``, see :func:`resolve_params`), checks the memory, trains and embeds. The
+    embedding is ``None`` on a rank of a per-rank launch (SLURM, torchrun) other than global rank 0.
     """
+    from ._distributed import check_devices
+
+    devices_kw = {"strategy": strategy, "num_nodes": num_nodes, "checkpoint_every": checkpoint_every, "resume": resume}
+    path = check_devices(checkpoint_path=checkpoint_path, **devices_kw)
     params, weights = resolve_params(prepared, **kwargs)
     memory = check_fit_memory(prepared, params, weights, accelerator=accelerator, check=check_memory)
     start = logg.info(
@@ -308,6 +364,8 @@ def fit_prepared(
         accelerator=accelerator,
         devices=devices,
         show_progress_bar=show_progress_bar,
+        checkpoint_path=path,
+        **devices_kw,
     )
     logg.info("    finished", time=start)
     return fitted, embedding

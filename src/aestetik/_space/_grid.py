@@ -89,9 +89,46 @@ def window_index(lattice: np.ndarray, samples: np.ndarray, window_size: int) -> 
     return out
 
 
-def minmax_scale(x: np.ndarray) -> np.ndarray:
-    """Scale each column to [0, 1] over all spots (constant columns become 0, as sklearn's MinMaxScaler)."""
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    span = hi - lo
-    span[span == 0] = 1.0
-    return ((x - lo) / span).astype(np.float32)
+def minmax_ranges(x: np.ndarray, samples: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample column minima and maxima ``(lo, hi)``, each (n_samples, C) float64 (one row without ``samples``)."""
+    x = np.asarray(x)
+    if samples is None:
+        return x.min(axis=0)[None].astype(np.float64), x.max(axis=0)[None].astype(np.float64)
+    samples = np.asarray(samples)
+    n_samples = int(samples.max()) + 1 if samples.size else 0
+    lo = np.zeros((n_samples, x.shape[1]))
+    hi = np.ones((n_samples, x.shape[1]))
+    for s in range(n_samples):
+        rows = x[samples == s]
+        if rows.shape[0]:
+            lo[s], hi[s] = rows.min(axis=0), rows.max(axis=0)
+    return lo, hi
+
+
+def minmax_scale(
+    x: np.ndarray,
+    samples: np.ndarray | None = None,
+    *,
+    ranges: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Scale each column to [0, 1] (constant columns become 0, as sklearn's MinMaxScaler).
+
+    Over all spots by default; per sample with ``samples`` (integer code per spot, METHOD §3), each sample by its
+    own minimum and maximum. ``ranges``: fixed ``(lo, hi)`` of shape (C,) or (1, C) (e.g. those of a training
+    section, :func:`minmax_ranges`) applied to every spot; values of new spots may then fall outside [0, 1].
+    """
+    if ranges is not None:
+        lo, hi = (np.asarray(r, dtype=np.float64).reshape(-1) for r in ranges)
+        span = hi - lo
+        span[span == 0] = 1.0
+        return ((x - lo) / span).astype(np.float32)
+    if samples is None or int(np.max(samples, initial=0)) == 0:
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        span = hi - lo
+        span[span == 0] = 1.0
+        return ((x - lo) / span).astype(np.float32)
+    out = np.empty(x.shape, dtype=np.float32)
+    for s in np.unique(samples):
+        rows = samples == s
+        out[rows] = minmax_scale(x[rows])
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from aestetik._docs import doc_params
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import assert_obs_key, assert_obsm_key
 from aestetik.pl._spatial import spatial
 
@@ -61,6 +62,7 @@ def _aligned_palettes(obs: pd.DataFrame, columns: list[str], reference: str) -> 
     return palettes
 
 
+@spatialdata_input
 @doc_params
 def ablation(
     adata: AnnData,

@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 
 from aestetik._docs import doc_params
 from aestetik._domains._scores import ari_known
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import _listing, assert_obs_key, assert_obsm_key
 
 from ._utils import finish
@@ -91,6 +92,7 @@ def _default_spot_size(adata: AnnData, library_id: str | None) -> float:
     return float(np.median(dist[:, 1]))
 
 
+@spatialdata_input(image=True)
 @doc_params
 def spatial(
     adata: AnnData,

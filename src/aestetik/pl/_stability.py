@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from aestetik._docs import doc_params
+from aestetik._spatialdata import spatialdata_input
 
 from ._utils import finish
 
@@ -36,6 +37,7 @@ def _stability(adata: AnnData, key: str) -> dict[str, Any]:
     raise KeyError(msg)
 
 
+@spatialdata_input
 @doc_params
 def n_clusters(
     adata: AnnData,
@@ -104,6 +106,7 @@ def n_clusters(
     return ax
 
 
+@spatialdata_input
 @doc_params
 def consensus(
     adata: AnnData,

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from aestetik._docs import doc_params
+from aestetik._spatialdata import spatialdata_input
 
 from ._utils import finish
 
@@ -41,6 +42,7 @@ def _history(adata: AnnData, key: str) -> dict[str, np.ndarray]:
     return history
 
 
+@spatialdata_input
 @doc_params
 def loss(
     adata: AnnData,

@@ -12,6 +12,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._image._features import resolve_method
 from aestetik._image._patches import Library, check_scale, embed_patches, positive, rgb
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import _listing, assert_int, assert_not_view, assert_obs_key
 
 if TYPE_CHECKING:
@@ -166,11 +167,13 @@ def compute_morphology(
     random_state: int = 0,
     key_added: str = "X_morphology",
     stacklevel: int = 3,
+    transform: dict[str, np.ndarray] | None = None,
 ) -> MorphologyResult:
     """Validate and compute everything :func:`morphology` writes, touching nothing.
 
     ``stacklevel`` of the warning about outside and clipped patches counts from this function (3: the caller of
-    :func:`morphology`).
+    :func:`morphology`). ``transform``: the stored standardisation + PCA of a reference section, applied instead
+    of fitting new ones (``aestetik.pp.prepare(reference=...)``).
     """
     from aestetik import __version__
 
@@ -194,6 +197,7 @@ def compute_morphology(
         random_state=random_state,
         outside_column=morphology_keys(key_added)[1],
         stacklevel=stacklevel + 1,
+        transform=transform,
     )
     params = {
         "library_id": libs[0].name if len(libs) == 1 else "",
@@ -228,6 +232,7 @@ def has_image(adata: AnnData, spatial_key: str = "spatial") -> bool:
     )
 
 
+@spatialdata_input(image=True)
 @doc_params
 def morphology(
     adata: AnnData,
@@ -320,7 +325,10 @@ def morphology(
     `adata.uns['morphology']` : dict
         ``params``; ``n_features``, ``feature_names``; ``n_components``; ``variance_ratio``; ``patch_size``
         (px); ``n_outside``, ``n_clipped``; and per library in ``libraries``: ``image_key``,
-        ``image_shape``, ``scalef``, ``spot_diameter_fullres``, ``patch_size``, ``n_outside``, ``n_clipped``.
+        ``image_shape``, ``scalef``, ``spot_diameter_fullres``, ``patch_size``, ``n_outside``, ``n_clipped``;
+        ``transform``: the fitted projection (``median`` imputing outside spots, ``keep`` the non-constant
+        features, their ``mean`` and ``sd``, the PCA's ``pca_mean`` and ``components``), which
+        ``aestetik.pp.prepare(reference=...)`` applies to new sections.
 
     Examples
     --------

@@ -9,21 +9,28 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._domains._clustering import CLUSTER_METHODS, cluster_features
 from aestetik._keys import Key
-from aestetik._space._grid import minmax_scale, window_index
-from aestetik._space._lattice import assert_unique_positions, lattice_from_obs, lattice_type, sample_codes
-from aestetik._space._smoothing import gaussian_smooth, physical_positions
+from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
+from aestetik._space._lattice import sample_codes
+from aestetik._space._layout import DEFAULT_COORDS, Coords, check_coords, describe, lattice_layout
+from aestetik._space._smoothing import gaussian_smooth
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_choice,
     assert_finite,
     assert_n_clusters,
     assert_n_jobs,
     assert_not_view,
+    assert_obs_key,
     assert_obsm_key,
 )
 
 from ._morphology import compute_morphology, has_image, write_morphology
+from ._reference import check_lattice, input_transforms, project
+from ._transcriptomics import transcriptomics_pca
 
 if TYPE_CHECKING:
+    from os import PathLike
+
     from anndata import AnnData
 
     from ._morphology import MorphologyResult
@@ -32,38 +39,6 @@ _AUTO = "auto"
 #: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
 DEFAULT_SMOOTHING = 1.0
 _MORPHOLOGY_KEY = "X_morphology"
-
-
-def _transcriptomics_pca(adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int) -> np.ndarray:
-    """PCA of ``X`` (log1p unless logged, highly variable genes, centred, not scaled) computed on a copy.
-
-    Genes are not scaled to unit variance: on sparse spot data that would give a gene seen in a few spots,
-    whose variance is mostly counting noise, the weight of a layer marker (see the method page).
-    """
-    import scanpy as sc
-    from anndata import AnnData
-    from scipy import sparse
-
-    x = adata.X
-    if x is None:
-        msg = "`adata.X` is empty, so no transcriptomics PCA can be computed. Pass `transcriptomics_key` naming an obsm representation."
-        raise ValueError(msg)
-    tmp = AnnData(X=x.copy().astype(np.float32), var=pd.DataFrame(index=adata.var_names.copy()))
-    values = tmp.X.data if sparse.issparse(tmp.X) else np.asarray(tmp.X)
-    if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
-        msg = "`adata.X` holds negative, NaN or infinite values; pass expression counts or a `transcriptomics_key`."
-        raise ValueError(msg)
-    if "log1p" not in adata.uns:
-        if values.size and np.all(values == np.round(values)):
-            sc.pp.normalize_total(tmp, target_sum=1e4)
-        sc.pp.log1p(tmp)
-    n_top = min(n_top_genes, tmp.n_vars)
-    if n_top < tmp.n_vars:
-        sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
-        tmp = tmp[:, tmp.var["highly_variable"].to_numpy()].copy()
-    n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
-    sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
-    return tmp.obsm["X_pca"].astype(np.float32)
 
 
 def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> MorphologyResult:
@@ -94,6 +69,7 @@ def _labels(labels: np.ndarray) -> pd.Categorical:
     return pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
 
 
+@spatialdata_input(image=True)
 @doc_params
 def prepare(
     adata: AnnData,
@@ -104,12 +80,13 @@ def prepare(
     clustering_method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
     window_size: int = 7,
     spatial_key: str = "spatial",
-    coords: tuple[str, str] = ("array_row", "array_col"),
+    coords: Coords = DEFAULT_COORDS,
     batch_key: str | None = None,
     n_comps: int = 15,
     pseudo_label_smoothing: float = DEFAULT_SMOOTHING,
     n_jobs: int | None = None,
     random_state: int = 0,
+    reference: AnnData | str | PathLike | None = None,
     key_added: str = "aestetik",
     copy: bool = False,
 ) -> AnnData | None:
@@ -119,6 +96,26 @@ def prepare(
     clusters each into pseudo-labels that define the triplets of :func:`aestetik.tl.fit`, scales both to
     [0, 1] per column, reads the integer lattice position of every spot and builds, with numba, the index of
     the ``window_size`` x ``window_size`` lattice window around every spot :cite:p:`Nonchev2024`.
+
+    **Several sections** (``batch_key``): one model for all of them. The transcriptomics PCA (when computed) and
+    the morphology PCA are fitted on all spots together, so that every section lives in one space (use the genes
+    all sections share: ``anndata.concat(..., join='inner')``); the pseudo-labels are clustered jointly, so that a
+    label means the same group in every section; everything spatial is per section: the min-max scaling (METHOD
+    §3), the neighbourhood average of the pseudo-labels, the lattice and the windows (never across sections),
+    and later the refinement of :func:`aestetik.tl.cluster`. The morphology is cut from each section's own image
+    when the values of ``batch_key`` name the libraries of ``adata.uns[spatial_key]`` (e.g.
+    ``anndata.concat(sections, join='inner', label='library_id', keys=[...], uns_merge='unique')``).
+
+    **New sections** (``reference``): the section is projected into the space of a trained one instead of
+    fitting its own transforms: the reference's genes, normalisation, highly variable genes, PCA mean and
+    loadings (when ``prepare`` computed its PCA), its morphology standardisation and PCA (when
+    :func:`aestetik.pp.morphology` computed it; the same method, patch size and image key), and its per-channel
+    min-max ranges (over all its sections; values may then fall slightly outside [0, 1]). The lattice and the
+    windows are built for the new section (same ``window_size`` and lattice type as the reference, else an
+    error). No pseudo-labels are computed (nothing is trained): continue with
+    ``aestetik.tl.embed(adata, model=reference)`` and ``aestetik.tl.cluster(adata, model=reference)``.
+    Genes may come in any order; up to 10% of the reference's highly variable genes may be missing (said in the
+    log, filled with their training mean so that they add nothing to the PCs), more is refused.
 
     Parameters
     ----------
@@ -147,8 +144,19 @@ def prepare(
         ``morphology_key='auto'``); otherwise only checked and recorded (a warning when absent). Refinement
         uses the lattice written here; plots read ``obsm['spatial']``.
     coords
-        ``adata.obs`` columns holding the integer lattice row and column (10x Visium: ``array_row``,
-        ``array_col``; hexagonal: horizontal neighbours differ by 2 columns).
+        Where the lattice position of every spot comes from. Two ``adata.obs`` columns holding the integer
+        lattice row and column (10x Visium: ``array_row``, ``array_col``; hexagonal: horizontal neighbours differ
+        by 2 columns; regular non-integer values are snapped). ``None``: derived from the positions
+        ``adata.obsm[spatial_key]`` (µm or pixels), which must lie on a hexagonal (Visium spots) or square (Visium
+        HD, Stereo-seq bins) lattice: its layout, spacing and orientation are detected per sample from the
+        vectors to each spot's nearest neighbours and every spot is mapped to its integer position, hexagonal in
+        Visium's convention; also used, with a log line, when the default columns are absent. ``'cells'``: single
+        cells or other irregular positions (from ``adata.obsm[spatial_key]``) get a square grid of two sites per
+        cell at the median local density (the occupancy of the Visium lattice indices), every cell its own site,
+        a collision resolved to the nearest free site; the window of a cell is then the sites around it, the
+        pseudo-label smoothing uses the real positions (in site spacings) and :func:`aestetik.tl.cluster` refines
+        on the real positions. Irregular positions are not turned into a cell grid unless asked for: ``None``
+        refuses them, pointing here.
     batch_key
         ``adata.obs`` column naming the sample of each spot; windows never reach into another sample.
     n_comps
@@ -166,6 +174,10 @@ def prepare(
         workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
         thousands of spots and more.
     {random_state}
+    reference
+        A trained AnnData (prepared with the same ``key_added``) or a model file of
+        :func:`aestetik.tl.save_model`: project this section with its transforms (see above). The clustering
+        arguments are then not used.
     key_added
         Prefix of every key written.
     {copy}
@@ -175,19 +187,25 @@ def prepare(
     {returns_copy} Sets:
 
     `adata.obsm[key_added + '_input']` : ndarray (n, C), float32
-        Min-max scaled transcriptomics then morphology features.
+        Min-max scaled transcriptomics then morphology features (per sample with ``batch_key``; with the
+        reference's ranges with ``reference``).
     `adata.obsm[key_added + '_lattice']` : ndarray (n, 2), int32
         Lattice (row, col) per spot.
     `adata.obsm[key_added + '_grid']` : ndarray (n, w * w), int32
         Index of the spot at each window position, ``-1`` where none.
     `adata.obs[key_added + '_transcriptomics_cluster']`, `adata.obs[key_added + '_morphology_cluster']` : categorical
-        Pseudo-labels per modality (the morphology column only with a ``morphology_key``).
+        Pseudo-labels per modality (the morphology column only with a ``morphology_key``; none with
+        ``reference``, and stale ones are removed).
     `adata.obsm[transcriptomics_key]` : ndarray (n, n_comps)
-        Only when it was computed.
+        Only when it was computed (with ``reference``: the projection, replacing an existing one).
     `adata.obsm['X_morphology']`, `adata.obs['morphology_outside']`, `adata.uns['morphology']`
         Only when ``morphology_key='auto'`` computed them from the image (see :func:`aestetik.pp.morphology`).
     `adata.uns[key_added]['prepare']` : dict
-        ``params`` and the sizes ``fit`` needs.
+        ``params`` (with ``reference``: where it came from, ``''`` without), the sizes ``fit`` needs,
+        ``pseudo_labels`` (``False`` with ``reference``) and ``transforms``: ``minmax_lo`` / ``minmax_hi``
+        (per sample and channel), ``transcriptomics`` (when the PCA was computed here: ``genes``, ``hvg`` (their
+        indices), ``normalize``, ``target_sum``, ``log1p``, ``mean``, ``components``) and ``morphology`` (when
+        it came from :func:`aestetik.pp.morphology`: its ``params`` and ``transform``).
 
     Examples
     --------
@@ -209,10 +227,7 @@ def prepare(
     ):
         msg = f"`window_size` must be an odd integer >= 3 (e.g. 5 or 7), got {window_size!r}."
         raise ValueError(msg)
-    if not (isinstance(coords, tuple | list) and len(coords) == 2):
-        msg = f"`coords` must name two obs columns (row, col), got {coords!r}."
-        raise ValueError(msg)
-    coords = (str(coords[0]), str(coords[1]))
+    coords = check_coords(coords)
     assert_n_clusters(n_clusters, adata.n_obs)
     if (
         isinstance(pseudo_label_smoothing, bool)
@@ -243,27 +258,51 @@ def prepare(
                 f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
                 "training without morphology"
             )
-    if morphology_key is not None and not auto_morphology:
+    if batch_key is not None:
+        assert_obs_key(adata, batch_key, fix="Pass the obs column naming the sample of each spot, or `batch_key=None`.")
+        column = adata.obs[batch_key]
+        if column.isna().any():
+            msg = (
+                f"`adata.obs[{batch_key!r}]` has {int(column.isna().sum())} missing values; every spot must belong to a "
+                f"sample. Fill them (e.g. `adata.obs[{batch_key!r}] = adata.obs[{batch_key!r}].cat.add_categories('x')"
+                f".fillna('x')`) or drop those spots."
+            )
+            raise ValueError(msg)
+    ref = None
+    if reference is not None:
+        from aestetik._records import read_reference
+
+        ref = read_reference(reference, key_added)
+        morphology_key = str(ref.record["params"]["morphology_key"]) or None
+        auto_morphology = False
+    if morphology_key is not None and not auto_morphology and ref is None:
         m = assert_obsm_key(
             adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
         )
         assert_finite(m, where=f"`adata.obsm[{morphology_key!r}]`")
-    lattice = lattice_from_obs(adata.obs, coords)
     samples, sample_names = sample_codes(adata.obs, batch_key)
-    assert_unique_positions(lattice, samples, sample_names, coords)
+    layout = lattice_layout(
+        adata.obs, adata.obsm.get(spatial_key), coords, samples, sample_names, spatial_key=spatial_key
+    )
+    lattice = layout.lattice
     if spatial_key not in adata.obsm:
         logg.warning(f"`adata.obsm[{spatial_key!r}]` not found; plots will use the lattice positions.")
 
     start = logg.info(f"preparing AESTETIK inputs ({adata.n_obs} spots, window {window_size})")
     morphology = None
+    pca_transform = None
+    if ref is not None:
+        t, m, morphology, compute_pca = project(
+            adata, ref, transcriptomics_key=transcriptomics_key, spatial_key=spatial_key, batch_key=batch_key
+        )
     if auto_morphology:
         morphology = _auto_morphology(adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state)
         m = morphology.embedding
-    if compute_pca:
-        t = _transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
+    if compute_pca and ref is None:
+        t, pca_transform = transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
     t = np.asarray(t, dtype=np.float32)
-    kind = lattice_type(lattice, samples)
-    positions = physical_positions(lattice, kind)
+    kind, positions = layout.kind, layout.positions
+    logg.info(f"    {describe(layout)}")
 
     def pseudo_labels(x: np.ndarray, key: str):
         if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
@@ -284,12 +323,23 @@ def prepare(
             raise ValueError(msg)
         return res
 
-    res_t = pseudo_labels(t, transcriptomics_key)
-    res_m = None
+    res_t = res_m = None
     if m is not None:
         m = np.asarray(m, dtype=np.float32)
-        res_m = pseudo_labels(m, morphology_key)
-    features = np.concatenate([minmax_scale(t)] + ([minmax_scale(m)] if m is not None else []), axis=1)
+    if ref is None:
+        res_t = pseudo_labels(t, transcriptomics_key)
+        if m is not None:
+            res_m = pseudo_labels(m, morphology_key)
+        blocks = [t] + ([m] if m is not None else [])
+        ranges = [minmax_ranges(x, samples) for x in blocks]
+        features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)
+        transforms = input_transforms(adata, ranges, pca_transform, morphology, morphology_key)
+    else:
+        check_lattice(ref, kind=kind, window_size=int(window_size))
+        lo, hi = ref.ranges
+        features = np.concatenate([t] + ([m] if m is not None else []), axis=1)
+        features = minmax_scale(features, ranges=(lo, hi))
+        transforms = {**dict(ref.transforms), "minmax_lo": lo[None], "minmax_hi": hi[None]}
     index = window_index(lattice, samples, window_size)
 
     adata = adata.copy() if copy else adata
@@ -300,7 +350,10 @@ def prepare(
     adata.obsm[Key.input(key_added)] = features
     adata.obsm[Key.lattice(key_added)] = lattice
     adata.obsm[Key.grid(key_added)] = index
-    adata.obs[Key.transcriptomics_cluster(key_added)] = _labels(res_t.labels)
+    if res_t is not None:
+        adata.obs[Key.transcriptomics_cluster(key_added)] = _labels(res_t.labels)
+    elif Key.transcriptomics_cluster(key_added) in adata.obs:
+        del adata.obs[Key.transcriptomics_cluster(key_added)]
     if res_m is not None:
         adata.obs[Key.morphology_cluster(key_added)] = _labels(res_m.labels)
     elif Key.morphology_cluster(key_added) in adata.obs:
@@ -312,11 +365,12 @@ def prepare(
         "clustering_method": clustering_method,
         "window_size": int(window_size),
         "spatial_key": spatial_key,
-        "coords": list(coords),
+        "coords": list(layout.columns),
         "batch_key": batch_key or "",
         "n_comps": int(n_comps),
         "pseudo_label_smoothing": float(pseudo_label_smoothing),
         "random_state": int(random_state),
+        "reference": "" if ref is None else ref.source,
         "aestetik_version": __version__,
     }
     uns = dict(adata.uns.get(key_added, {}))
@@ -325,12 +379,15 @@ def prepare(
         "n_obs": int(adata.n_obs),
         "n_transcriptomics": int(t.shape[1]),
         "n_morphology": int(m.shape[1]) if m is not None else 0,
-        "n_clusters_transcriptomics": int(res_t.n_clusters),
+        "n_clusters_transcriptomics": int(res_t.n_clusters) if res_t is not None else 0,
         "n_clusters_morphology": int(res_m.n_clusters) if res_m is not None else 0,
+        "pseudo_labels": ref is None,
         "transcriptomics_pca_computed": bool(compute_pca),
         "morphology_computed": bool(auto_morphology),
         "lattice_type": kind,
+        "lattice": layout.record,
         "samples": np.asarray(sample_names, dtype=object).astype(str),
+        "transforms": transforms,
     }
     adata.uns[key_added] = uns
     logg.info(

@@ -18,6 +18,7 @@ from aestetik._domains._assign import domain_options, find_domains
 from aestetik._domains._scores import ari_known, known_labels, silhouette
 from aestetik._model._train import fit_prepared
 from aestetik._records import h5ad_value, read_prepared, refinement_coordinates
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_n_clusters,
     assert_not_view,
@@ -42,6 +43,7 @@ _FIT_FIXED = ("prepare_key", "key_added", "copy", "random_state", "show_progress
 _CLUSTER_FIXED = ("n_clusters", "use_rep", "prepare_key", "key_added", "copy", "random_state")
 
 
+@spatialdata_input
 @doc_params
 def ablation(
     adata: AnnData,

@@ -9,15 +9,19 @@ from natsort import natsorted
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._assign import domain_options, find_domains, stability_record
+from aestetik._domains._assign import Domains, assign_domains, domain_options, find_domains, stability_record
 from aestetik._keys import Key
-from aestetik._records import assert_batch_column, refinement_coordinates
+from aestetik._records import assert_batch_column, read_domain_model, refinement_coordinates
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import assert_finite, assert_not_view, assert_obsm_key, uns_results
 
 if TYPE_CHECKING:
+    from os import PathLike
+
     from anndata import AnnData
 
 
+@spatialdata_input
 @doc_params
 def cluster(
     adata: AnnData,
@@ -34,6 +38,7 @@ def cluster(
     random_state: int = 0,
     n_jobs: int | None = None,
     show_progress_bar: bool = True,
+    model: AnnData | str | PathLike | None = None,
     key_added: str = "aestetik",
     copy: bool = False,
 ) -> AnnData | None:
@@ -49,6 +54,12 @@ def cluster(
     random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
+
+    With ``model`` (a trained and clustered AnnData, or a file of :func:`aestetik.tl.save_model` written after
+    ``cluster``) a new section embedded with that model (``aestetik.tl.embed(adata, model=model)``) is labelled
+    with the training domains instead: every spot takes the domain of the nearest domain centre of the training
+    clustering (the mean training embedding of each domain), then the refinement runs on this section's
+    lattice. ``n_clusters``, ``method`` and the stability options are then not used.
 
     Parameters
     ----------
@@ -87,6 +98,9 @@ def cluster(
         not depend on it. k-means already uses every core through its threads.
     {show_progress_bar}
         Only used when choosing ``n_clusters``.
+    model
+        Training AnnData or model file whose domains label this section (their centres are
+        ``model.uns[key_added]['cluster']['centres']``); see above.
     key_added
         Name of the domains in :attr:`~anndata.AnnData.obs` and of the results in :attr:`~anndata.AnnData.uns`.
     {copy}
@@ -107,7 +121,9 @@ def cluster(
         are kept. When ``n_clusters`` was chosen, ``params['n_clusters']`` is ``'auto'`` or the candidates and
         ``stability`` holds the curve: ``n_clusters`` (candidates), ``mean`` and ``sd`` of the pairwise ARIs,
         ``n_found`` (mean clusters found), ``chosen``, ``tolerance``, ``n_resamples``, ``resample_fraction`` and
-        ``n_spots``; draw it with :func:`aestetik.pl.n_clusters`.
+        ``n_spots``; draw it with :func:`aestetik.pl.n_clusters`. ``centres`` (k, d) float32, the mean embedding
+        of each domain, and ``centre_domains`` (k,) the domain of each, which label new sections
+        (``model=``); with ``model``, these are the model's and ``params['model']`` says where they came from.
 
     Examples
     --------
@@ -137,6 +153,16 @@ def cluster(
         show_progress_bar=show_progress_bar,
     )
     uns_results(adata, key_added)
+    trained = None
+    if model is not None:
+        trained = read_domain_model(model, key_added)
+        if trained.centres.shape[1] != x.shape[1]:
+            msg = (
+                f"`adata.obsm[{use_rep!r}]` has {x.shape[1]} dimensions but the domain centres of {trained.source} "
+                f"have {trained.centres.shape[1]}. Embed this section with that model first "
+                "(`aestetik.tl.embed(adata, model=model)`)."
+            )
+            raise ValueError(msg)
     coords_key, coords, batch_key = None, None, None
     if options.refine:
         coords_key, coords = refinement_coordinates(adata, prepare_key=prepare_key, spatial_key=spatial_key)
@@ -152,8 +178,25 @@ def cluster(
 
     # --- compute into locals
     groups = adata.obs[batch_key].to_numpy() if batch_key else None
-    domains = find_domains(x, n_clusters, candidates, options, coords=coords, groups=groups)
-    names = natsorted(str(c) for c in np.unique(domains.labels))
+    if trained is not None:
+        names = trained.names
+        index = {name: i for i, name in enumerate(names)}
+        owners = np.asarray([index[d] for d in trained.domains], dtype=np.int64)
+        labels = assign_domains(x, trained.centres, owners, options, coords=coords, groups=groups)
+        domains = Domains(
+            labels=labels,
+            proba=None,
+            resolution=None,
+            n_clusters=len(names),
+            stability=None,
+            centres=trained.centres,
+            centre_labels=owners,
+        )
+        labels_out = np.asarray(names, dtype=object)[labels]
+    else:
+        domains = find_domains(x, n_clusters, candidates, options, coords=coords, groups=groups)
+        names = natsorted(str(c) for c in np.unique(domains.labels))
+        labels_out = domains.labels.astype(str)
 
     from aestetik import __version__
 
@@ -166,6 +209,7 @@ def cluster(
         "n_neighbors": int(n_neighbors),
         "use_rep": use_rep,
         "random_state": int(random_state),
+        "model": "" if trained is None else trained.source,
         "aestetik_version": __version__,
     }
     if options.refine:
@@ -176,6 +220,11 @@ def cluster(
         params["n_resamples"] = int(n_resamples)
         params["stability_tolerance"] = float(stability_tolerance)
     info: dict = {"params": params, "n_clusters": len(names)}
+    if domains.centres is not None:
+        info["centres"] = domains.centres.astype(np.float32)
+        info["centre_domains"] = np.asarray(
+            [names[i] if trained is not None else str(i) for i in domains.centre_labels], dtype=object
+        ).astype(str)
     if domains.resolution is not None:
         info["resolution"] = float(domains.resolution)
     if domains.stability is not None:
@@ -185,7 +234,7 @@ def cluster(
 
     # --- write all keys at once
     proba_key = Key.proba(key_added)
-    adata.obs[key_added] = pd.Categorical(domains.labels.astype(str), categories=names)
+    adata.obs[key_added] = pd.Categorical(labels_out, categories=names)
     if domains.proba is not None:
         adata.obs[proba_key] = domains.proba.astype(np.float32)
     elif proba_key in adata.obs.columns:

@@ -17,6 +17,7 @@ from aestetik._domains._consensus import medoid, pairwise_ari, vote
 from aestetik._keys import Key
 from aestetik._model._train import fit_prepared
 from aestetik._records import assert_batch_column, h5ad_value, read_prepared, refinement_coordinates
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_finite,
     assert_int,
@@ -37,6 +38,7 @@ _OWN_FIT = ("random_state", "prepare_key", "key_added", "copy", "show_progress_b
 _OWN_CLUSTER = ("n_clusters", "method", "refine", "random_state", "use_rep", "prepare_key", "key_added", "copy")
 
 
+@spatialdata_input
 @doc_params
 def consensus(
     adata: AnnData,

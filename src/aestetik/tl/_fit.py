@@ -8,12 +8,17 @@ from aestetik._docs import doc_params
 from aestetik._keys import Key
 from aestetik._model._train import fit_prepared
 from aestetik._records import read_prepared
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import assert_not_view
 
 if TYPE_CHECKING:
+    import os
+
     from anndata import AnnData
+    from lightning.pytorch.strategies import Strategy
 
 
+@spatialdata_input
 @doc_params
 def fit(
     adata: AnnData,
@@ -37,7 +42,12 @@ def fit(
     n_mc_samples: int = 1000,
     random_state: int = 0,
     accelerator: str = "auto",
-    devices: int | str = "auto",
+    devices: int | str | list[int] = 1,
+    strategy: str | Strategy = "auto",
+    num_nodes: int = 1,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
     prepare_key: str = "aestetik",
     check_memory: bool = True,
     show_progress_bar: bool = True,
@@ -105,7 +115,28 @@ def fit(
     accelerator
         Lightning accelerator (``'auto'``, ``'cpu'``, ``'gpu'``, ...).
     devices
-        Lightning devices.
+        Lightning devices: how many (or which) per node. More than one trains with DDP: each process holds the
+        whole section and trains on its share of every epoch's anchors (``batch_size`` anchors per process and
+        step, so an epoch takes ``devices * num_nodes`` times fewer steps); Lightning averages the gradients.
+        ``'auto'``: every device Lightning finds. See :doc:`/devices` for which ``strategy`` to use when.
+    strategy
+        Lightning strategy. ``'auto'``: one process for one device. Several devices from a script or notebook on
+        one machine: ``'ddp_spawn'`` (or ``'ddp_notebook'``, which forks, in a notebook on CPUs or before CUDA is
+        initialised), and the embedding comes back to this process. A job that starts one process per device
+        (SLURM, torchrun): ``'ddp'``; global rank 0 embeds and writes, the other ranks write nothing. Batch-norm
+        statistics are per process (each normalises its own batch, as one process does); the embedding
+        normalises with the statistics over all spots.
+    num_nodes
+        Machines of a multi-node job (``strategy='ddp'``).
+    checkpoint_path
+        Folder to write a checkpoint to (``last.ckpt``, Lightning's format, overwritten) every
+        ``checkpoint_every`` epochs, with the loss history and the random streams, so that a resumed fit equals an
+        uninterrupted one. ``None``: nothing is written.
+    checkpoint_every
+        Epochs between checkpoints.
+    resume
+        Continue from the checkpoint in ``checkpoint_path`` (a fit with other parameters than ``max_epochs`` is
+        refused); start afresh when there is none yet, so that a requeued job can always pass ``resume=True``.
     {prepare_key}
     check_memory
         Estimate the memory training and embedding need before starting, and refuse with a
@@ -123,7 +154,8 @@ def fit(
     `adata.obsm['X_' + key_added]` : ndarray (n, latent_dim), float32
         The embedding; use it with ``sc.pp.neighbors(adata, use_rep='X_aestetik')``.
     `adata.uns[key_added]['fit']` : dict
-        ``params`` (resolved, with the device), calibrated ``transcriptomics_weight`` and
+        ``params`` (resolved, with the device type, the ``strategy``, the ``world_size`` (processes) and whether
+        the fit ``resumed`` from a checkpoint), calibrated ``transcriptomics_weight`` and
         ``morphology_weight``, ``history`` (per-step total loss and its four parts, with ``epoch``),
         ``weights`` (the network's state dict as arrays) and ``seconds``.
 
@@ -160,9 +192,17 @@ def fit(
         random_state=random_state,
         accelerator=accelerator,
         devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         check_memory=check_memory,
         show_progress_bar=show_progress_bar,
     )
+    if embedding is None:  # a rank of a per-rank launch other than global rank 0: trained, nothing to write
+        logg.info("    trained; global rank 0 writes the embedding")
+        return adata.copy() if copy else None
 
     adata = adata.copy() if copy else adata
     adata.obsm[Key.embedding(key_added)] = embedding

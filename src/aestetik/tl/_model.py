@@ -24,7 +24,8 @@ from aestetik._model._io import (
 from aestetik._model._train import embed as embed_model
 from aestetik._model._train import network_kwargs
 from aestetik._model._weights import calibrate_weights
-from aestetik._records import Fitted, plain, read_fitted, read_prepared
+from aestetik._records import Fitted, Prepared, plain, read_fitted, read_prepared
+from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import assert_int, assert_not_view, uns_results
 
 if TYPE_CHECKING:
@@ -35,13 +36,18 @@ def _to_array(value, dtype: type) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=dtype)
 
 
+@spatialdata_input
 def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -> None:
     """Write the trained AESTETIK model of ``adata`` to a file.
 
     The file holds the weights of the network as tensors and, as plain values, everything needed to rebuild
     it: the resolved parameters of :func:`aestetik.tl.fit`, the calibrated modality weights, the training
     history and the sizes of the prepared input (transcriptomics and morphology channels, in that order,
-    and the window size). It is written with :func:`torch.save` and read back by :func:`load_model` with
+    and the window size); for new sections, the input transforms that :func:`aestetik.pp.prepare` recorded
+    (genes, normalisation, PCA mean and loadings, morphology standardisation and PCA, min-max ranges, lattice
+    type) and, after :func:`aestetik.tl.cluster`, the domain centres in ``adata.uns[key]['cluster']``, so that
+    ``aestetik.pp.prepare(new, reference=path)``, ``embed(new, model=path)`` and
+    ``aestetik.tl.cluster(new, model=path)`` need nothing else. It is written with :func:`torch.save` and read back by :func:`load_model` with
     ``weights_only=True``, so loading never unpickles objects. An existing file at ``path`` is overwritten
     (as :meth:`anndata.AnnData.write_h5ad` does); the file is first written next to it and then moved into
     place, so a failed write leaves an existing file unchanged. ``adata`` is not modified.
@@ -98,7 +104,9 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
         "morphology_weight": fitted.morphology_weight,
         "seconds": plain(fitted.seconds),
     }
-    config = model_file_config(fit, network_kwargs(params), prep, fitted.history)
+    clustered = adata.uns.get(key, {}).get("cluster")
+    domains = clustered if isinstance(clustered, Mapping) and "centres" in clustered else None
+    config = model_file_config(fit, network_kwargs(params), prep, fitted.history, domains)
     tmp = path.with_name(f".{path.name}.partial")
     try:
         save_weights(tmp, weights, config)
@@ -108,6 +116,7 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
     logg.info(f"saved the AESTETIK model `adata.uns[{key!r}]['fit']` to {str(path)!r}")
 
 
+@spatialdata_input
 @doc_params
 def load_model(
     adata: AnnData,
@@ -157,40 +166,9 @@ def load_model(
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
     path = Path(path)
-    weights, config = load_weights(path)
-    fit, network, sizes = model_config(config, path)
     prepared = read_prepared(adata, prepare_key)
-    assert_layout(sizes, prepared.record, prepare_key=prepare_key, source=f"The model in {str(path)!r}")
-    check_weights(
-        weights,
-        network,
-        sizes,
-        problem=f"The weights in {str(path)!r} do not match the network its configuration describes (corrupted file?)",
-    )
+    fitted = _fitted_from_file(path, prepared, prepare_key)
     uns_results(adata, key, name="key")
-
-    params = dict(fit["params"])
-    params["prepare_key"] = prepare_key
-    n_clusters_t, n_clusters_m = prepared.n_clusters
-    w_t, w_m = calibrate_weights(
-        float(params["morphology_weight"]),
-        float(params["total_weight"]),
-        n_transcriptomics_clusters=n_clusters_t,
-        n_morphology_clusters=n_clusters_m,
-    )
-    history = {
-        name: _to_array(v, np.int32 if name == "epoch" else np.float32)
-        for name, v in dict(fit.get("history", {})).items()
-    }
-    fitted = Fitted(
-        params=params,
-        weights=weights,
-        transcriptomics_weight=w_t,
-        morphology_weight=w_m,
-        history=history,
-        seconds={k: float(v) for k, v in dict(fit.get("seconds", {})).items()},
-        loaded_from=str(path),
-    )
 
     # --- write all keys at once
     adata = adata.copy() if copy else adata
@@ -207,6 +185,64 @@ def load_model(
     return adata if copy else None
 
 
+def _fitted_from_file(path: Path, prepared: Prepared, prepare_key: str) -> Fitted:
+    """The model in ``path`` as a :class:`Fitted` for ``prepared`` (weights recalibrated for its pseudo-labels)."""
+    weights, config = load_weights(path)
+    fit, network, sizes = model_config(config, path)
+    assert_layout(sizes, prepared.record, prepare_key=prepare_key, source=f"The model in {str(path)!r}")
+    check_weights(
+        weights,
+        network,
+        sizes,
+        problem=f"The weights in {str(path)!r} do not match the network its configuration describes (corrupted file?)",
+    )
+
+    params = dict(fit["params"])
+    params["prepare_key"] = prepare_key
+    n_clusters_t, n_clusters_m = prepared.n_clusters
+    w_t, w_m = calibrate_weights(
+        float(params["morphology_weight"]),
+        float(params["total_weight"]),
+        n_transcriptomics_clusters=n_clusters_t,
+        n_morphology_clusters=n_clusters_m,
+    )
+    history = {
+        name: _to_array(v, np.int32 if name == "epoch" else np.float32)
+        for name, v in dict(fit.get("history", {})).items()
+    }
+    return Fitted(
+        params=params,
+        weights=weights,
+        transcriptomics_weight=w_t,
+        morphology_weight=w_m,
+        history=history,
+        seconds={k: float(v) for k, v in dict(fit.get("seconds", {})).items()},
+        loaded_from=str(path),
+    )
+
+
+def _fitted_from_adata(model: AnnData, key: str, prepared: Prepared, prepare_key: str) -> Fitted:
+    """The model trained on the AnnData ``model`` (``uns[key]['fit']``), checked against ``prepared``."""
+    fitted = read_fitted(model, key)
+    info = model.uns.get(str(fitted.params.get("prepare_key", key)), {})
+    prep = info.get("prepare") if isinstance(info, Mapping) else None
+    if not isinstance(prep, Mapping):
+        msg = (
+            f"Did not find the training record `model.uns[{str(fitted.params.get('prepare_key', key))!r}]['prepare']`."
+        )
+        raise KeyError(msg)
+    assert_layout(
+        layout(prep), prepared.record, prepare_key=prepare_key, source=f"The model `model.uns[{key!r}]['fit']`"
+    )
+    return Fitted(
+        params={**fitted.params, "prepare_key": prepare_key},
+        weights=fitted.weights,
+        transcriptomics_weight=fitted.transcriptomics_weight,
+        morphology_weight=fitted.morphology_weight,
+    )
+
+
+@spatialdata_input
 @doc_params
 def embed(
     adata: AnnData,
@@ -215,6 +251,7 @@ def embed(
     n_mc_samples: int = 1000,
     random_state: int = 0,
     accelerator: str = "auto",
+    model: AnnData | str | PathLike | None = None,
     key_added: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
@@ -225,6 +262,10 @@ def embed(
     batch-norm with the statistics over all spots, the mean of ``n_mc_samples`` passes with fresh dropout
     masks drawn from ``random_state``. With the ``n_mc_samples`` and ``random_state`` of the fit it reproduces
     the fit's embedding (exactly on CPU). Use it after :func:`load_model`, or to change the number of passes.
+
+    With ``model`` (a trained AnnData or a file of :func:`save_model`) it embeds a new section with that model
+    instead: prepare the section with ``aestetik.pp.prepare(adata, reference=model)`` first, so that its inputs
+    are projected into the training space, then label it with ``aestetik.tl.cluster(adata, model=model)``.
 
     Parameters
     ----------
@@ -237,6 +278,9 @@ def embed(
     accelerator
         Lightning accelerator (``'auto'``, ``'cpu'``, ``'gpu'``, ...) resolved as in :func:`aestetik.tl.fit`;
         one device is used.
+    model
+        A trained AnnData (its ``uns[key]['fit']``) or a model file; the data are then the prepared
+        ``adata.uns[key]['prepare']`` and nothing of ``adata.uns[key]['fit']`` is read.
     key_added
         The embedding goes to ``obsm['X_' + key_added]``, the record to ``uns[key_added]['embed']``;
         default ``key``.
@@ -249,8 +293,8 @@ def embed(
     `adata.obsm['X_' + key_added]` : ndarray (n, latent_dim), float32
         The embedding.
     `adata.uns[key_added]['embed']` : dict
-        ``params`` (``key``, ``n_mc_samples``, ``random_state``, ``device``, ``aestetik_version``) and
-        ``seconds``. Other entries of ``adata.uns[key_added]`` are kept.
+        ``params`` (``key``, ``n_mc_samples``, ``random_state``, ``device``, ``model`` (the file, ``'AnnData'``
+        or ``''``), ``aestetik_version``) and ``seconds``. Other entries of ``adata.uns[key_added]`` are kept.
 
     Examples
     --------
@@ -269,9 +313,17 @@ def embed(
         msg = f"`random_state` must be an int seed, got {random_state!r}."
         raise TypeError(msg)
     key_added = key if key_added is None else key_added
-    fitted = read_fitted(adata, key)
-    prepare_key = str(fitted.params["prepare_key"])
-    prepared = read_prepared(adata, prepare_key)
+    if model is None:
+        fitted = read_fitted(adata, key)
+        prepare_key = str(fitted.params["prepare_key"])
+        prepared = read_prepared(adata, prepare_key)
+    else:
+        prepare_key = key
+        prepared = read_prepared(adata, prepare_key)
+        if isinstance(model, str | PathLike):
+            fitted = _fitted_from_file(Path(model), prepared, prepare_key)
+        else:
+            fitted = _fitted_from_adata(model, key, prepared, prepare_key)
     conv = fitted.weights.get("encoder.conv.weight")
     if conv is None:
         msg = f"`adata.uns[{key!r}]['fit']['weights']` has no encoder weights. Run `aestetik.tl.fit` again."
@@ -302,6 +354,7 @@ def embed(
             "n_mc_samples": int(n_mc_samples),
             "random_state": int(random_state),
             "device": device,
+            "model": "" if model is None else (str(model) if isinstance(model, str | PathLike) else "AnnData"),
             "aestetik_version": __version__,
         },
         "seconds": seconds,

@@ -1,0 +1,62 @@
+"""The transcriptomics PCs that :func:`aestetik.pp.prepare` computes when they are absent, and their transform."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def transcriptomics_pca(
+    adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """PCA of ``X`` (log1p unless logged, highly variable genes, centred, not scaled) computed on a copy.
+
+    Genes are not scaled to unit variance: on sparse spot data that would give a gene seen in a few spots,
+    whose variance is mostly counting noise, the weight of a layer marker (see the method page). Also returns the
+    transform (genes, normalisation, highly variable genes, mean and loadings) that
+    :func:`aestetik._model._transforms.project_expression` applies to new sections.
+    """
+    import scanpy as sc
+    from anndata import AnnData
+    from scipy import sparse
+
+    x = adata.X
+    if x is None:
+        msg = "`adata.X` is empty, so no transcriptomics PCA can be computed. Pass `transcriptomics_key` naming an obsm representation."
+        raise ValueError(msg)
+    tmp = AnnData(X=x.copy().astype(np.float32), var=pd.DataFrame(index=adata.var_names.copy()))
+    values = tmp.X.data if sparse.issparse(tmp.X) else np.asarray(tmp.X)
+    if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
+        msg = "`adata.X` holds negative, NaN or infinite values; pass expression counts or a `transcriptomics_key`."
+        raise ValueError(msg)
+    log1p = "log1p" not in adata.uns
+    normalize = bool(log1p and values.size and np.all(values == np.round(values)))
+    if log1p:
+        if normalize:
+            sc.pp.normalize_total(tmp, target_sum=1e4)
+        sc.pp.log1p(tmp)
+    genes = np.asarray(adata.var_names, dtype=object).astype(str)
+    hvg = np.arange(tmp.n_vars)
+    n_top = min(n_top_genes, tmp.n_vars)
+    if n_top < tmp.n_vars:
+        sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
+        hvg = np.flatnonzero(tmp.var["highly_variable"].to_numpy())
+        tmp = tmp[:, hvg].copy()
+    n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
+    sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
+    mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
+    transform = {
+        "genes": genes,
+        "hvg": hvg.astype(np.int64),
+        "normalize": normalize,
+        "target_sum": 1e4,
+        "log1p": bool(log1p),
+        "mean": mean,
+        "components": np.asarray(tmp.varm["PCs"], dtype=np.float64),
+    }
+    return tmp.obsm["X_pca"].astype(np.float32), transform

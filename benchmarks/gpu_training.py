@@ -2,8 +2,12 @@
 
 The section (``ae.datasets.synthetic(n_spots=N, n_domains=4)``) is built and prepared once; then, after a
 one-epoch warm-up fit (CUDA context, cuBLAS handles, kernel caches), each configuration
-``PARTNERS:PRECISION[:BATCH_SIZE]`` (``fit(partners=..., batch_size=...)`` and
-``torch.set_float32_matmul_precision(...)``; ``high`` lets float32 matrix products use TF32 tensor cores) trains ``--epochs`` epochs, embeds with ``--mc-passes`` Monte-Carlo passes and clusters.
+``PARTNERS:PRECISION[:BATCH_SIZE[:DEVICES]]`` (``fit(partners=..., batch_size=...)`` and
+``torch.set_float32_matmul_precision(...)``; ``high`` lets float32 matrix products use TF32 tensor cores;
+``DEVICES`` > 1 trains with ``fit(strategy="ddp_spawn", devices=DEVICES)``, ``BATCH_SIZE`` anchors per process)
+trains ``--epochs`` epochs, embeds with ``--mc-passes`` Monte-Carlo passes and clusters. A DDP row also gives
+its speed-up per epoch over the row on one device with the same batch per process, else with the same global
+batch, when there is one.
 With ``--full-epochs`` the fastest configuration is run once more for that many epochs when its measured
 seconds per epoch say it ends within ``--budget`` seconds of the script's start. ``--profile-steps`` adds a
 ``torch.profiler`` table of that many plain training steps (no Lightning) of the first configuration.
@@ -11,6 +15,8 @@ Prints a markdown table and writes ``<out-dir>/gpu_training.{json,md}`` (and ``g
 
     python benchmarks/gpu_training.py                                  # 10^6 spots, defaults below
     python benchmarks/gpu_training.py --n-spots 100000 --epochs 3 --configs batch:high all:high
+    python benchmarks/gpu_training.py --configs batch:high:65536 batch:high:65536:2   # DDP speed-up on 2 GPUs
+    python benchmarks/gpu_training.py --n-spots 10000000 --epochs 2 --mc-passes 100 --configs batch:high:65536
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--configs",
         nargs="+",
         default=["batch:high", "all:high", "batch:high:65536"],
-        help="PARTNERS:PRECISION[:BATCH_SIZE] each (batch size: fit's default when left out)",
+        help="PARTNERS:PRECISION[:BATCH_SIZE[:DEVICES]] each (batch size: fit's default when left out; "
+        "DEVICES > 1: DDP, strategy='ddp_spawn')",
     )
     p.add_argument("--all-epochs", type=int, default=None, help="epochs of partners=all configurations")
     p.add_argument("--full-epochs", type=int, default=0, help="then run the fastest configuration this long")
@@ -54,18 +61,29 @@ def _peak_rss_mb() -> float:
 def _save(args: argparse.Namespace, result: dict) -> str:
     rows = [
         "| configuration | epochs | train s | train s/epoch | train s at 100 epochs | embed s | MC passes "
-        "| cluster s | peak GPU MB | ARI |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| cluster s | peak GPU MB | ARI | DDP speed-up |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    single = {}
+    for r in result["runs"]:
+        if "error" not in r and r.get("devices", 1) == 1:
+            single.setdefault(r["config"], r["train_s"] / r["epochs"])
     for r in result["runs"]:
         if "error" in r:
-            rows.append(f"| {r['config']} | {r['epochs']} | error: {r['error'][:120]} | | | | | | | |")
+            rows.append(f"| {r['config']} | {r['epochs']} | error: {r['error'][:120]} | | | | | | | | |")
             continue
         per = r["train_s"] / r["epochs"]
+        speedup = ""
+        if r.get("devices", 1) > 1 and len(r["config"].split(":")) == 4:
+            partners, precision, batch, devices = r["config"].split(":")
+            for size, what in ((int(batch), "batch per process"), (int(batch) * int(devices), "global batch")):
+                base = single.get(f"{partners}:{precision}:{size}")
+                if base and not speedup:
+                    speedup = f"{base / per:.2f}x on {devices} (same {what})"
         rows.append(
             f"| {r['config']} | {r['epochs']} | {r['train_s']:.1f} | {per:.3f} | {100 * per:.0f}"
             f"{'' if r['epochs'] == 100 else '*'} | {r['embed_s']:.1f} | {r['mc_passes']} | {r['cluster_s']:.1f} "
-            f"| {r['peak_gpu_mb']:.0f} | {r['ari']:.3f} |"
+            f"| {r['peak_gpu_mb']:.0f} | {r['ari']:.3f} | {speedup} |"
         )
     head = (
         f"{result['n_obs']:,} synthetic spots (4 domains, random_state 0) on {result['device']}; "
@@ -76,7 +94,9 @@ def _save(args: argparse.Namespace, result: dict) -> str:
     notes = [
         "",
         "Configuration: `fit(partners=...)` : `torch.set_float32_matmul_precision(...)` (`high`: TF32 tensor "
-        "cores) [: `fit(batch_size=...)`, else 8192]. Train seconds include Lightning's start-up; a one-epoch warm-up fit ran first.",
+        "cores) [: `fit(batch_size=...)`, else 8192 [: devices, DDP with `strategy='ddp_spawn'`, batch per process]]. "
+        "Train seconds include Lightning's start-up (for DDP: starting the processes); a one-epoch warm-up fit ran "
+        "first. Peak GPU MB: of this process (NaN for DDP, whose training runs in spawned processes).",
         "\\* train s/epoch x 100, not measured at 100 epochs.",
     ]
     md = "\n".join([head, "", *rows, *notes]) + "\n"
@@ -185,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['seconds']['prepare']:.1f} s", flush=True)  # fmt: skip
 
     def run(config: str, epochs: int) -> dict:
-        partners, precision, *batch = config.split(":")
-        record = {"config": config, "epochs": epochs, "mc_passes": args.mc_passes}
-        extra = {"batch_size": int(batch[0])} if batch else {}
+        partners, precision, *rest = config.split(":")
+        devices = int(rest[1]) if len(rest) > 1 else 1
+        record = {"config": config, "epochs": epochs, "mc_passes": args.mc_passes, "devices": devices}
+        extra = {"batch_size": int(rest[0])} if rest else {}
+        if devices > 1:
+            extra |= {"strategy": "ddp_spawn"}
         torch.set_float32_matmul_precision(precision)
         if cuda:
             torch.cuda.empty_cache()
@@ -199,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
                 n_mc_samples=args.mc_passes,
                 partners=partners,
                 accelerator=args.accelerator,
-                devices=1,
+                devices=devices,
                 show_progress_bar=False,
                 **extra,
             )
             fit = adata.uns["aestetik"]["fit"]
             record["train_s"] = float(fit["seconds"]["train"])
             record["embed_s"] = float(fit["seconds"]["embed"])
-            record["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+            own = cuda and devices == 1
+            record["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20 if own else float("nan")
             record["steps"] = len(fit["history"]["loss"])
             record["final_loss"] = float(fit["history"]["loss"][-1])
             t = time.perf_counter()
@@ -220,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(record), flush=True)
         return record
 
+    if cuda and any(len(c.split(":")) > 3 and int(c.split(":")[3]) > torch.cuda.device_count() for c in args.configs):
+        print(f"only {torch.cuda.device_count()} GPU(s): a DDP configuration asks for more", file=sys.stderr)
+        return 2
     warm = run(args.configs[0], 1)
     result["warmup"] = warm
     if args.profile_steps and cuda:

@@ -38,10 +38,10 @@ def build_input(n_spots: int, path: Path) -> int:
     import anndata as ad
 
     import aestetik as ae
-    from aestetik.pp._prepare import _transcriptomics_pca
+    from aestetik.pp._transcriptomics import transcriptomics_pca
 
     adata = ae.datasets.synthetic(n_spots=n_spots, n_domains=N_DOMAINS, random_state=0)
-    pcs = _transcriptomics_pca(adata, n_comps=15, n_top_genes=3000, random_state=0)
+    pcs, _ = transcriptomics_pca(adata, n_comps=15, n_top_genes=3000, random_state=0)
     light = ad.AnnData(obs=adata.obs[["array_row", "array_col", "ground_truth"]].copy())
     light.obs["ground_truth"] = light.obs["ground_truth"].astype(str)
     light.obsm["X_pca"] = pcs

@@ -2,7 +2,7 @@
 
 Ours runs ``ae.pp.prepare(coords='cells', morphology_key=None, n_clusters=4)``, ``ae.tl.fit`` and
 ``ae.tl.cluster(n_clusters=4)`` with the package defaults otherwise, plus the variants named in ``VARIANTS``
-(window size, cells per site). BANKSY (``pybanksy``: lambda 0.8, its authors' choice for domains, 15 neighbours,
+(window size, cells per site, pseudo-label smoothing). BANKSY (``pybanksy``: lambda 0.8, its authors' choice for domains, 15 neighbours,
 m = 1, 20 PCs; on log1p-normalised and on normalised counts) is clustered by k-means and by Leiden (resolution searched to 4
 clusters); SpaGCN without histology (``l`` for p = 0.5, k-means initialisation with 4 clusters, as its Louvain one needs the
 ``louvain`` package, then its refinement); scanpy
@@ -38,16 +38,17 @@ N_DOMAINS = 4
 
 #: name: (prepare kwargs, cells per site, description)
 VARIANTS = {
-    "default (w 7, 2 sites per cell)": ({}, 0.5, "package defaults: window 7, two sites per cell"),
+    "default (w 7, 2 sites per cell, smoothing 3 sites)": ({}, 0.5, "package defaults: window 7, two sites per cell"),
     "w 5, 2 sites per cell": ({"window_size": 5}, 0.5, "window 5 (about 12 cells)"),
     "w 7, 1 site per cell": ({}, 1.0, "one site per cell (about 48 cells in a window, cells moved further)"),
-    "w 5, 1 site per cell": ({"window_size": 5}, 1.0, "window 5 at one site per cell (about 24 cells)"),
     "w 9, 2 sites per cell": ({"window_size": 9}, 0.5, "window 9 (about 40 cells)"),
-    "smoothing of 1 cell spacing": (
-        {"pseudo_label_smoothing": float(np.sqrt(2.0))},
+    "smoothing 1 site (the spot default)": (
+        {"pseudo_label_smoothing": 1.0},
         0.5,
-        "pseudo-label smoothing sigma of one cell spacing (sqrt 2 sites) instead of one site",
+        "pseudo-label smoothing sigma of one grid site, the default for spots",
     ),
+    "smoothing 2 sites": ({"pseudo_label_smoothing": 2.0}, 0.5, "pseudo-label smoothing sigma of two grid sites"),
+    "smoothing 4 sites": ({"pseudo_label_smoothing": 4.0}, 0.5, "pseudo-label smoothing sigma of four grid sites"),
 }
 
 

@@ -47,7 +47,7 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
     (genes, normalisation, PCA mean and loadings, morphology standardisation and PCA, min-max ranges, lattice
     type) and, after :func:`aestetik.tl.cluster`, the domain centres in ``adata.uns[key]['cluster']``, so that
     ``aestetik.pp.prepare(new, reference=path)``, ``embed(new, model=path)`` and
-    ``aestetik.tl.cluster(new, model=path)`` need nothing else. It is written with :func:`torch.save` and read back by :func:`load_model` with
+    ``aestetik.tl.cluster(new, model=path)`` need nothing else. It is written with :func:`torch.save` and read back by :func:`~aestetik.tl.load_model` with
     ``weights_only=True``, so loading never unpickles objects. An existing file at ``path`` is overwritten
     (as :meth:`anndata.AnnData.write_h5ad` does); the file is first written next to it and then moved into
     place, so a failed write leaves an existing file unchanged. ``adata`` is not modified.
@@ -55,7 +55,7 @@ def save_model(adata: AnnData, path: str | PathLike, *, key: str = "aestetik") -
     Parameters
     ----------
     adata
-        Annotated data matrix after :func:`aestetik.tl.fit` (or :func:`load_model`).
+        Annotated data matrix after :func:`aestetik.tl.fit` (or :func:`~aestetik.tl.load_model`).
     path
         File to write, e.g. ``'model.pt'``; its folder must exist.
     key
@@ -126,19 +126,19 @@ def load_model(
     prepare_key: str = "aestetik",
     copy: bool = False,
 ) -> AnnData | None:
-    """Install a model written by :func:`save_model` on prepared data, without embedding.
+    """Install a model written by :func:`~aestetik.tl.save_model` on prepared data, without embedding.
 
     The file is read with ``weights_only=True``. The model must fit the data prepared by
     :func:`aestetik.pp.prepare`: the same numbers of transcriptomics and morphology channels and the same
     window size (a :class:`ValueError` names every size that differs). The modality weights are
     recalibrated for the new pseudo-labels as :func:`aestetik.tl.fit` would (a modality whose pseudo-labels
-    collapsed to one cluster gets weight 0). Run :func:`embed` afterwards to compute the embedding.
+    collapsed to one cluster gets weight 0). Run :func:`~aestetik.tl.embed` afterwards to compute the embedding.
 
     Parameters
     ----------
     {adata}
     path
-        File written by :func:`save_model`.
+        File written by :func:`~aestetik.tl.save_model`.
     key
         The model goes to ``adata.uns[key]['fit']``, as if :func:`aestetik.tl.fit` had run with ``key_added=key``.
     {prepare_key}
@@ -258,12 +258,12 @@ def embed(
     """Embed every spot with the stored model: Monte-Carlo dropout passes of the trained encoder.
 
     Rebuilds the network from ``adata.uns[key]['fit']`` (written by :func:`aestetik.tl.fit` or
-    :func:`load_model`) and computes the embedding exactly as :func:`aestetik.tl.fit` does after training:
+    :func:`~aestetik.tl.load_model`) and computes the embedding exactly as :func:`aestetik.tl.fit` does after training:
     batch-norm with the statistics over all spots, the mean of ``n_mc_samples`` passes with fresh dropout
     masks drawn from ``random_state``. With the ``n_mc_samples`` and ``random_state`` of the fit it reproduces
-    the fit's embedding (exactly on CPU). Use it after :func:`load_model`, or to change the number of passes.
+    the fit's embedding (exactly on CPU). Use it after :func:`~aestetik.tl.load_model`, or to change the number of passes.
 
-    With ``model`` (a trained AnnData or a file of :func:`save_model`) it embeds a new section with that model
+    With ``model`` (a trained AnnData or a file of :func:`~aestetik.tl.save_model`) it embeds a new section with that model
     instead: prepare the section with ``aestetik.pp.prepare(adata, reference=model)`` first, so that its inputs
     are projected into the training space, then label it with ``aestetik.tl.cluster(adata, model=model)``.
 

@@ -233,6 +233,7 @@ def test_ablation_is_atomic(monkeypatch):
         ("drop_morphology", {}, KeyError, r"X_morphology"),
         (None, {"ground_truth_key": "nope"}, KeyError, "nope"),
         (None, {"fit_kwargs": {"key_added": "x"}}, ValueError, "key_added"),
+        (None, {"fit_kwargs": {"checkpoint_path": "ckpt"}}, ValueError, "same checkpoint"),
         (None, {"fit_kwargs": {"max_epoch": 2}}, TypeError, "max_epoch"),
         (None, {"fit_kwargs": {"morphology_weight": 5.0}}, ValueError, "morphology_weight"),
         (None, {"cluster_kwargs": {"use_rep": "X"}}, ValueError, "use_rep"),

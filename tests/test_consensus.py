@@ -269,6 +269,8 @@ def test_consensus_failure_writes_nothing(prepared, monkeypatch):
         (None, {"random_state": None}, TypeError, "random_state"),
         (None, {"fit_kwargs": {"random_state": 3}}, ValueError, r"fit_kwargs.*random_state"),
         (None, {"fit_kwargs": {"epochs": 3}}, TypeError, r"fit_kwargs.*epochs"),
+        (None, {"fit_kwargs": {"checkpoint_path": "ckpt"}}, ValueError, r"same checkpoint"),
+        (None, {"fit_kwargs": {"resume": True}}, ValueError, r"'resume'.*same checkpoint"),
         (None, {"cluster_kwargs": {"use_rep": "X"}}, ValueError, "use_rep"),
         (None, {"cluster_kwargs": ["n_neighbors"]}, TypeError, "cluster_kwargs"),
         (None, {"prepare_key": "other"}, KeyError, "other"),

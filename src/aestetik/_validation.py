@@ -198,3 +198,14 @@ def assert_key_name(value: Any, *, name: str) -> None:
             f"file, which cannot hold {bad}. Pass another name, e.g. `{name}={fixed!r}`."
         )
         raise ValueError(msg)
+
+
+def assert_no_checkpoints(fit_kwargs: Mapping[str, Any], *, caller: str) -> None:
+    """Refuse checkpoints in the ``fit_kwargs`` of a function that trains several models (one checkpoint each)."""
+    asked = [name for name in ("checkpoint_path", "resume") if fit_kwargs.get(name)]
+    if asked:
+        msg = (
+            f"`fit_kwargs` may not set {', '.join(map(repr, asked))}: `aestetik.tl.{caller}` trains several models, "
+            "which would all write and resume the same checkpoint. Checkpoint a single run with `aestetik.tl.fit`."
+        )
+        raise ValueError(msg)

@@ -21,6 +21,7 @@ from aestetik._records import h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_n_clusters,
+    assert_no_checkpoints,
     assert_not_view,
     assert_obs_key,
     assert_obsm_key,
@@ -132,6 +133,7 @@ def ablation(
         raise TypeError(msg)
     fit_defaults, cluster_defaults = signature_defaults(fit, _FIT_FIXED), signature_defaults(cluster, _CLUSTER_FIXED)
     fit_kw = checked_kwargs(fit_kwargs, fit_defaults, _FIT_FIXED, name="fit_kwargs", caller="ablation", target="fit")
+    assert_no_checkpoints(fit_kw, caller="ablation")
     cluster_kw = checked_kwargs(
         cluster_kwargs, cluster_defaults, _CLUSTER_FIXED, name="cluster_kwargs", caller="ablation", target="cluster"
     )

@@ -21,6 +21,7 @@ from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_finite,
     assert_int,
+    assert_no_checkpoints,
     assert_not_view,
     checked_kwargs,
     signature_defaults,
@@ -133,6 +134,7 @@ def consensus(
         raise TypeError(msg)
     fit_defaults, cluster_defaults = signature_defaults(fit, _OWN_FIT), signature_defaults(cluster, _OWN_CLUSTER)
     fit_kw = checked_kwargs(fit_kwargs, fit_defaults, _OWN_FIT, name="fit_kwargs", caller="consensus", target="fit")
+    assert_no_checkpoints(fit_kw, caller="consensus")
     cluster_kw = checked_kwargs(
         cluster_kwargs, cluster_defaults, _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
     )

@@ -44,6 +44,11 @@ class Key:
         return f"{key}_proba"
 
     @staticmethod
+    def morphology() -> str:
+        """``obsm``: morphology representation that ``prepare(morphology_key='auto')`` uses or computes."""
+        return "X_morphology"
+
+    @staticmethod
     def transcriptomics_pca() -> str:
         """``obsm``: PCA that ``prepare`` computes when the transcriptomics key is absent."""
         return "X_pca"

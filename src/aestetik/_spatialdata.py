@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from aestetik._docs import _DOCS
+from aestetik._keys import Key
 from aestetik._validation import _listing, assert_key_name
 
 F = TypeVar("F", bound=Callable)
@@ -27,7 +28,7 @@ _TRAINED_ARGUMENTS = ("model", "reference")
 _INSTALL = 'pip install "aestetik[spatialdata]"'
 _MISSING = object()
 #: What ``pp.prepare(morphology_key='auto')`` uses when present instead of reading the image.
-_MORPHOLOGY = "X_morphology"
+_MORPHOLOGY = Key.morphology()
 
 
 def is_spatialdata(obj: Any) -> bool:

@@ -193,7 +193,7 @@ def find_domains(
         k = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
     result = cluster_features(x, k, method=options.method, random_state=options.random_state, n_jobs=options.n_jobs)
     labels = _refined(result.labels, result.proba, result.n_clusters, options, coords=coords, groups=groups)
-    centres, centre_labels = domain_centres(x, labels, labels)
+    centres = domain_centres(x, labels)
     return Domains(
         labels=labels,
         proba=result.proba,
@@ -201,21 +201,17 @@ def find_domains(
         n_clusters=k,
         stability=stability,
         centres=centres,
-        centre_labels=centre_labels,
+        centre_labels=np.arange(centres.shape[0], dtype=np.int64),
     )
 
 
-def domain_centres(x: np.ndarray, clusters: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``x`` per cluster (k, d) and the final label most of each cluster's spots carry (k,)."""
-    k = int(clusters.max()) + 1 if clusters.size else 0
+def domain_centres(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean of ``x`` over each domain of the consecutive ``labels`` ``0..k-1``: (k, d), float64."""
+    k = int(labels.max()) + 1 if labels.size else 0
     centres = np.zeros((k, x.shape[1]), dtype=np.float64)
-    owner = np.zeros(k, dtype=np.int64)
     for c in range(k):
-        rows = clusters == c
-        if rows.any():
-            centres[c] = x[rows].mean(axis=0)
-            owner[c] = np.bincount(labels[rows]).argmax()
-    return centres, owner
+        centres[c] = x[labels == c].mean(axis=0)
+    return centres
 
 
 def assign_domains(

@@ -223,6 +223,14 @@ def write_morphology(adata: AnnData, result: MorphologyResult) -> None:
     adata.uns[base] = result.record
 
 
+def library_key_for(adata: AnnData, batch_key: str | None, spatial_key: str) -> str | None:
+    """``batch_key`` when its values name libraries of ``adata.uns[spatial_key]`` (morphology per library), else None."""
+    libraries = adata.uns[spatial_key]
+    if batch_key is not None and set(adata.obs[batch_key].astype(str)) <= set(map(str, libraries)):
+        return batch_key
+    return None
+
+
 def has_image(adata: AnnData, spatial_key: str = "spatial") -> bool:
     """Whether ``adata.uns[spatial_key]`` holds a tissue image in some library."""
     spatial = adata.uns.get(spatial_key)

@@ -25,7 +25,7 @@ from aestetik._validation import (
     assert_obsm_key,
 )
 
-from ._morphology import compute_morphology, has_image, write_morphology
+from ._morphology import compute_morphology, has_image, library_key_for, write_morphology
 from ._reference import check_lattice, input_transforms, project
 from ._transcriptomics import transcriptomics_pca
 
@@ -39,18 +39,16 @@ if TYPE_CHECKING:
 _AUTO = "auto"
 #: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
 DEFAULT_SMOOTHING = 1.0
-_MORPHOLOGY_KEY = "X_morphology"
+_MORPHOLOGY_KEY = Key.morphology()
 
 
 def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> MorphologyResult:
     """``pp.morphology`` with its defaults for ``morphology_key='auto'``; errors say how to opt out."""
-    libraries = adata.uns[spatial_key]
-    by_batch = batch_key is not None and set(adata.obs[batch_key].astype(str)) <= set(map(str, libraries))
     logg.info(f"    computing `adata.obsm[{_MORPHOLOGY_KEY!r}]` from the tissue image (`aestetik.pp.morphology`)")
     try:
         return compute_morphology(
             adata,
-            library_key=batch_key if by_batch else None,
+            library_key=library_key_for(adata, batch_key, spatial_key),
             spatial_key=spatial_key,
             random_state=random_state,
             key_added=_MORPHOLOGY_KEY,

@@ -10,7 +10,7 @@ from scanpy import logging as logg
 from aestetik._model._transforms import MAX_MISSING_GENES, gene_positions, project_expression
 from aestetik._validation import assert_finite, assert_obsm_key
 
-from ._morphology import compute_morphology, has_image, morphology_keys
+from ._morphology import compute_morphology, has_image, library_key_for, morphology_keys
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -114,11 +114,10 @@ def project(
             )
             raise KeyError(msg)
         libraries = adata.uns[spatial_key]
-        by_batch = batch_key is not None and set(adata.obs[batch_key].astype(str)) <= set(map(str, libraries))
         image_key = str(params["image_key"]) or None
         morphology = compute_morphology(
             adata,
-            library_key=batch_key if by_batch else None,
+            library_key=library_key_for(adata, batch_key, spatial_key),
             image_key=image_key if image_key and _all_have(libraries, image_key) else None,
             spot_scale=float(params["spot_scale"]),
             method=str(params["method"]),

@@ -3,10 +3,13 @@
 #
 # Build locally (output outside the repository):
 #     python -m sphinx -b html docs /tmp/docs_build
+# Offline (no inventories fetched; references to other projects stay unresolved, as tests/test_docs.py does):
+#     AESTETIK_DOCS_OFFLINE=1 python -m sphinx -b html docs /tmp/docs_build
 # Project metadata comes from the installed distribution: after changing pyproject.toml,
 # reinstall (`pip install -e ".[doc]"`) to refresh it.
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from importlib.metadata import metadata
@@ -51,6 +54,7 @@ extensions = [
     "sphinxcontrib.bibtex",
     "sphinx_autodoc_typehints",
     "sphinx.ext.mathjax",
+    "sphinx_design",
     *[p.stem for p in (HERE / "extensions").glob("*.py")],
 ]
 
@@ -98,6 +102,8 @@ intersphinx_mapping = {
     "torch": ("https://docs.pytorch.org/docs/stable/", None),
     "matplotlib": ("https://matplotlib.org/stable/", None),
 }
+if os.environ.get("AESTETIK_DOCS_OFFLINE"):  # tests/test_docs.py: no network, no inventories
+    intersphinx_mapping = {}
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 
@@ -123,6 +129,8 @@ nitpick_ignore = [
     ("py:class", "numpy.typing.ArrayLike"),
     ("py:class", "NDArray"),
     ("py:class", "ArrayLike"),
+    # `tl.fit(strategy=...)`'s type hint: Lightning is not in intersphinx_mapping (no inventory we rely on).
+    ("py:class", "lightning.pytorch.strategies.strategy.Strategy"),
 ]
 
 # Type hints resolve to the module that defines a class; the inventories list it under its public name.

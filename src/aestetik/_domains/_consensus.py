@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aestetik._domains._matching import contingency
+
 
 def pairwise_ari(labels: np.ndarray) -> np.ndarray:
     """Adjusted Rand index between every pair of columns of ``labels`` (n, s): symmetric, unit diagonal."""
@@ -36,7 +38,7 @@ def align_labels(labels: np.ndarray, reference: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     reference = np.asarray(reference, dtype=np.int64)
     k_l, k_r = int(labels.max()) + 1, int(reference.max()) + 1
-    table = np.bincount(labels * k_r + reference, minlength=k_l * k_r).reshape(k_l, k_r)
+    table = contingency(labels, reference, k_l, k_r)
     rows, cols = linear_sum_assignment(table, maximize=True)
     mapping = np.full(k_l, -1, dtype=np.int64)
     mapping[rows] = cols

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from aestetik._docs import doc_params
+from aestetik._domains._matching import match_labels
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import assert_obs_key, assert_obsm_key
 from aestetik.pl._spatial import spatial
@@ -41,8 +42,6 @@ def _base_palette(n: int) -> list[str]:
 
 def _aligned_palettes(obs: pd.DataFrame, columns: list[str], reference: str) -> dict[str, list[str]]:
     """One colour list per column; a domain gets the colour of the reference domain it overlaps most (one-to-one)."""
-    from scipy.optimize import linear_sum_assignment
-
     ref = obs[reference].cat
     n_ref = len(ref.categories)
     base = _base_palette(n_ref + sum(len(obs[c].cat.categories) for c in columns if c != reference))
@@ -52,13 +51,8 @@ def _aligned_palettes(obs: pd.DataFrame, columns: list[str], reference: str) -> 
         if column == reference:
             continue
         values = obs[column].cat
-        table = np.zeros((len(values.categories), n_ref))
-        np.add.at(table, (values.codes.to_numpy(), ref.codes.to_numpy()), 1)
-        rows, cols = linear_sum_assignment(-table)
-        colors: list[str | None] = [None] * len(values.categories)
-        for r, c in zip(rows, cols, strict=True):
-            colors[r] = base[c]
-        palettes[column] = [c if c is not None else next(spare) for c in colors]
+        mapping = match_labels(values.codes.to_numpy(), ref.codes.to_numpy(), len(values.categories), n_ref)
+        palettes[column] = [base[m] if m >= 0 else next(spare) for m in mapping]
     return palettes
 
 

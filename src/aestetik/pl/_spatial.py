@@ -17,6 +17,7 @@ from aestetik._domains._scores import ari_known
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import _listing, assert_obs_key, assert_obsm_key
 
+from ._colors import match_to_truth, relabel_legend, untouched
 from ._utils import finish
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def spatial(
     *,
     color: str | Sequence[str],
     ground_truth: str | None = None,
+    match_colors: bool = True,
     library_id: str | None = None,
     img_key: str | None = None,
     spot_size: float | None = None,
@@ -115,7 +117,8 @@ def spatial(
     :func:`scanpy.pl.spatial`; without one (e.g. :func:`aestetik.datasets.synthetic`) as circles at
     ``obsm['spatial']`` with the y axis pointing down, like an image. With ``ground_truth``, the title
     of every categorical ``color`` other than the ground truth reports its adjusted Rand index (ARI)
-    against it, over the spots whose ground truth is known (not missing and not ``'NA'``).
+    against it, over the spots whose ground truth is known (not missing and not ``'NA'``), and its
+    domains are drawn in the colours of the ground-truth labels they match (``match_colors``).
 
     Parameters
     ----------
@@ -125,6 +128,13 @@ def spatial(
         Obs column(s) (e.g. the ``key_added`` of :func:`aestetik.tl.cluster`) or gene name(s); one panel each.
     ground_truth
         Obs column with the true domains; adds ``ARI = ...`` to the titles of categorical panels.
+    match_colors
+        With ``ground_truth``: match the domains of every other categorical panel one-to-one to the
+        ground-truth labels (Hungarian matching on the contingency table over the spots with a known label)
+        and draw each matched domain in the colour of its label, with the label in the legend
+        (e.g. ``'3 (Layer_4)'``). The ground truth keeps its palette (``adata.uns[ground_truth + '_colors']``
+        when it holds valid colours, else scanpy's default); domains left without a label (more domains than
+        labels, or no shared spot) get colours the ground truth does not use. Ignored when ``palette`` is passed.
     library_id
         Key of ``adata.uns['spatial']`` whose image to show; needed when there are several.
     img_key
@@ -145,8 +155,9 @@ def spatial(
 
     Returns
     -------
-    The :class:`~matplotlib.axes.Axes`, or a list of them when ``color`` names several keys. As with
-    scanpy, the palette of a categorical ``color`` is stored in ``adata.uns[color + '_colors']``.
+    The :class:`~matplotlib.axes.Axes`, or a list of them when ``color`` names several keys. ``adata`` is
+    not modified: the palettes scanpy stores in ``adata.uns[color + '_colors']`` while drawing (and the string
+    columns it turns into categoricals) are put back as they were.
 
     Examples
     --------
@@ -156,6 +167,8 @@ def spatial(
     >>> axs = ae.pl.spatial(adata, color=["transcriptomics_group", "morphology_group"], ground_truth="ground_truth")
     >>> axs[0].get_title().splitlines()
     ['transcriptomics_group', 'ARI = 0.500']
+    >>> [t.get_text() for t in axs[0].get_legend().get_texts()]  # each group and the layer whose colour it takes
+    ['0 (1)', '1 (2)']
     """
     colors = [color] if isinstance(color, str) else list(color)
     if not colors:
@@ -190,11 +203,17 @@ def spatial(
                 break
             titles[i] = f"{titles[i]}\nARI = {ari:.3f}"
 
-    with warnings.catch_warnings():
+    with untouched(adata), warnings.catch_warnings():
         # scanpy deprecates its spatial plot in favour of squidpy's; the deprecation is not the user's to act on.
         warnings.filterwarnings("ignore", message=".*squidpy.pl.spatial_scatter.*", category=FutureWarning)
         # scanpy calls Colormap.set_bad, which matplotlib >= 3.11 marks for deprecation.
         warnings.filterwarnings("ignore", message=".*set_bad.*", category=PendingDeprecationWarning)
+        plans = {}
+        if ground_truth is not None and match_colors and "palette" not in kwargs:
+            adata.strings_to_categoricals()  # as scanpy does first, so that the categories are the ones it draws
+            plans = match_to_truth(adata.obs, adata.uns, colors, ground_truth)
+            for key, (palette, _) in plans.items():
+                adata.uns[f"{key}_colors"] = palette
         axs = sc.pl.spatial(
             adata,
             color=colors,
@@ -208,5 +227,8 @@ def spatial(
             **kwargs,
         )
     axs = list(axs) if isinstance(axs, list | tuple) else [axs]
+    for panel, key in zip(axs, colors, strict=False):
+        if key in plans:
+            relabel_legend(panel, plans[key][1])
     finish(axs[0].figure, show=show, save=save)
     return axs if len(axs) > 1 else axs[0]

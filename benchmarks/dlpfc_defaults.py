@@ -35,14 +35,19 @@ CONFIGS = {
         "package defaults without morphology, on the PCA of genes scaled to unit variance (before 0.5)",
     ),
     "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
-    "default": ({}, "package defaults: morphology from the H&E image (lowres), weight 1.5"),
-    "morphology weight 1": ({}, "package defaults with fit(morphology_weight=1.0)"),
+    # "default" and the configurations with morphology: the defaults before issue 19, when `morphology_key='auto'`
+    # computed morphology from the lowres image; it now leaves it out (4.3 px per spot), so it is computed first
+    "default": (
+        {"morphology_key": "X_morphology"},
+        "morphology from the H&E image (lowres), weight 1.5: the defaults before issue 19",
+    ),
+    "morphology weight 1": ({"morphology_key": "X_morphology"}, "as 'default' with fit(morphology_weight=1.0)"),
     "8 pseudo-label clusters, RNA only": (
         {"morphology_key": None, "n_clusters": 8},
         "package defaults without morphology, pseudo-labels with one cluster more than the 7 domains",
     ),
     "8 pseudo-label clusters": (
-        {"n_clusters": 8},
+        {"n_clusters": 8, "morphology_key": "X_morphology"},
         "package defaults (image morphology), pseudo-labels with one cluster more than the 7 domains",
     ),
 }
@@ -82,6 +87,8 @@ def worker(config: str, seed: int, threads: int, epochs: int | None, mc: int | N
     with threadpool_limits(threads):
         if CONFIGS[config][0].get("transcriptomics_key") == "X_pca_scaled":
             scaled_pca(adata)
+        if CONFIGS[config][0].get("morphology_key") == "X_morphology":
+            ae.pp.morphology(adata)
         t = time.perf_counter()
         ae.pp.prepare(adata, **{"n_clusters": 7, **CONFIGS[config][0]})
         seconds["prepare"] = time.perf_counter() - t

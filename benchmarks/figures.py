@@ -47,6 +47,7 @@ METHODS = {  # method -> bar colour, in the order of the bars
 }
 # defaults_candidates.json section -> the section of the other result files it replaces "AESTETIK, defaults" in
 CANDIDATE_SECTIONS = {
+    "151676 normalised": "DLPFC 151676 (bundled)",
     "151676 counts": "DLPFC 151676 counts",
     "151674 counts": "DLPFC 151674 counts",
     "synthetic hex": "synthetic hex",
@@ -130,15 +131,21 @@ def _synthetic(results: Path) -> list[dict]:
 
 
 def _candidates(results: Path) -> list[dict]:
-    """The ``"default"`` runs of ``defaults_candidates.json``, one entry per section."""
+    """The package defaults in ``defaults_candidates.json``, one entry per section.
+
+    Per section, the runs of the configuration its ``"adopted"`` record names for that section (the defaults
+    after the change it measured), else the ``"default"`` runs.
+    """
     if (d := _read(results, "defaults_candidates.json")) is None:
         return []
+    adopted = {s: c for c, secs in d.get("adopted", {}).get("runs", {}).items() for s in secs}
     out = []
     for section in d["sections"]:
-        aris = [r["ari"] for r in d["runs"] if r["section"] == section and r["config"] == "default"]
+        config = adopted.get(section, "default")
+        aris = [r["ari"] for r in d["runs"] if r["section"] == section and r["config"] == config]
         if aris:
             name = CANDIDATE_SECTIONS.get(section, section)
-            out.append(_entry(name, OURS, aris, "defaults_candidates.json", d["configs"].get("default", "default")))
+            out.append(_entry(name, OURS, aris, "defaults_candidates.json", d["configs"].get(config, config)))
     return out
 
 
@@ -150,7 +157,8 @@ def ari_table(results: Path = RESULTS) -> pd.DataFrame:
     entries = _dlpfc(results) + _many_sections(results) + _starmap(results) + _synthetic(results)
     new = _candidates(results)
     replaced = {e["section"] for e in new}
-    entries = [e for e in entries if not (e["method"] == OURS and e["section"] in replaced)] + new
+    # the new defaults replace the old ones and, where they are the RNA-only runs, the RNA-only bars too
+    entries = new + [e for e in entries if not (e["method"] in (OURS, OURS_RNA) and e["section"] in replaced)]
     entries = [e for e in entries if e["aris"]]
     sections = list(dict.fromkeys(e["section"] for e in entries))
     order = list(METHODS)

@@ -44,7 +44,10 @@ def run(*, quick: bool) -> dict:
     # --- DLPFC default flow
     t0 = time.perf_counter()
     adata = ae.datasets.dlpfc_151676()
-    ae.pp.prepare(adata)
+    # the lowres morphology explicitly: what `prepare`'s 'auto' computed before it left out images of spots under
+    # 10 px (issue 19), so that the check still covers the image path and compares with runs from before
+    ae.pp.morphology(adata)
+    ae.pp.prepare(adata, morphology_key="X_morphology")
     fit_kw = {"max_epochs": 5, "n_mc_samples": 20} if quick else {}
     ae.tl.fit(adata, show_progress_bar=False, **fit_kw)
     ae.tl.cluster(adata, n_clusters=7)

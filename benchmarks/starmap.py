@@ -49,6 +49,8 @@ VARIANTS = {
     ),
     "smoothing 2 sites": ({"pseudo_label_smoothing": 2.0}, 0.5, "pseudo-label smoothing sigma of two grid sites"),
     "smoothing 4 sites": ({"pseudo_label_smoothing": 4.0}, 0.5, "pseudo-label smoothing sigma of four grid sites"),
+    "15 PCs": ({"n_comps": 15}, 0.5, "15 transcriptomics PCs"),
+    "30 PCs": ({"n_comps": 30}, 0.5, "30 transcriptomics PCs"),
 }
 
 

@@ -315,20 +315,27 @@ def test_record_survives_h5ad(tmp_path):
     assert rec["libraries"]["lib"]["patch_size"] == 10
 
 
-def _small_with_image():
-    """make_small (hexagonal, 100 px spacing) without X_morphology, with an image whose colour follows the bands."""
+def _small_with_image(scalef: float = 0.2):
+    """make_small (hexagonal, 100 px spacing) without X_morphology, with an image whose colour follows the bands.
+
+    Spots are ``55 * scalef`` px wide in it: 11 px by default, 2.75 px with ``scalef=0.05`` (under the 10 px below
+    which ``morphology_key='auto'`` computes no morphology).
+    """
+    from scipy.spatial import cKDTree
+
     adata = make_small(morphology=False)
     domain = adata.obs["ground_truth"].astype(int).to_numpy()
-    adata.obsm["spatial"] = adata.obsm["spatial"] + 100.0  # 5 image pixels from the border
-    xy = adata.obsm["spatial"] * 0.05
-    image = np.full((80, 110, 3), 200, dtype=np.uint8)
-    rows, cols = np.mgrid[0:80, 0:110]
-    near = np.argmin((rows[..., None] - xy[:, 1]) ** 2 + (cols[..., None] - xy[:, 0]) ** 2, axis=-1)
-    image[..., 0] = 60 + 70 * domain[near] + np.random.default_rng(0).integers(0, 20, size=(80, 110))
+    adata.obsm["spatial"] = adata.obsm["spatial"] + 100.0  # 5 image pixels (at scalef 0.05) from the border
+    xy = adata.obsm["spatial"] * scalef
+    shape = (round(80 * scalef / 0.05), round(110 * scalef / 0.05))
+    image = np.full((*shape, 3), 200, dtype=np.uint8)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    near = cKDTree(xy[:, ::-1]).query(np.c_[rows.ravel(), cols.ravel()])[1].reshape(shape)
+    image[..., 0] = 60 + 70 * domain[near] + np.random.default_rng(0).integers(0, 20, size=shape)
     adata.uns["spatial"] = {
         "s": {
             "images": {"lowres": image},
-            "scalefactors": {"tissue_lowres_scalef": 0.05, "spot_diameter_fullres": 55.0},
+            "scalefactors": {"tissue_lowres_scalef": scalef, "spot_diameter_fullres": 55.0},
         }
     }
     return adata
@@ -341,7 +348,8 @@ def test_prepare_auto_uses_the_image():
     assert rec["morphology_computed"]
     assert rec["params"]["morphology_key"] == "X_morphology"
     assert rec["n_morphology"] == adata.obsm["X_morphology"].shape[1] == adata.uns["morphology"]["n_components"]
-    assert adata.uns["morphology"]["patch_size"] == 6  # 55 px * 0.05 * 2
+    assert rec["morphology_skipped"] == ""
+    assert adata.uns["morphology"]["patch_size"] == 22  # 55 px * 0.2 * 2
     labels = adata.obs["aestetik_morphology_cluster"]
     assert pd.crosstab(labels, adata.obs["ground_truth"]).to_numpy().max(1).sum() > 0.9 * adata.n_obs
     # an existing representation is used as is
@@ -354,6 +362,33 @@ def test_prepare_auto_uses_the_image():
     ae.pp.prepare(adata, morphology_key=None, n_clusters=3, clustering_method="kmeans")
     assert adata.uns["aestetik"]["prepare"]["n_morphology"] == 0
     assert "aestetik_morphology_cluster" not in adata.obs
+
+
+def test_prepare_auto_leaves_out_images_of_few_pixels(monkeypatch):
+    """Spots under 10 px wide: 'auto' trains without morphology, says why and how to use the image anyway."""
+    logged = []
+    monkeypatch.setattr(P.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    adata = _small_with_image(scalef=0.05)  # 2.75 px per spot
+    ae.pp.prepare(adata, n_clusters=3, clustering_method="kmeans")
+    rec = adata.uns["aestetik"]["prepare"]
+    assert rec["n_morphology"] == 0
+    assert not rec["morphology_computed"]
+    assert rec["params"]["morphology_key"] == ""
+    assert rec["morphology_skipped"] == "2.8 px wide in image 'lowres' of library 's'"
+    assert "X_morphology" not in adata.obsm
+    assert "aestetik_morphology_cluster" not in adata.obs
+    assert len(logged) == 1
+    assert "Training without morphology: spots are 2.8 px wide in image 'lowres' of library 's'" in logged[0]
+    assert "morphology_key='X_morphology'" in logged[0]
+    # the advice works: computed explicitly, the same image is used (pp.morphology warns about the width itself)
+    ae.pp.morphology(adata)
+    ae.pp.prepare(adata, n_clusters=3, clustering_method="kmeans")
+    rec = adata.uns["aestetik"]["prepare"]
+    assert rec["n_morphology"] == adata.obsm["X_morphology"].shape[1]
+    assert rec["morphology_skipped"] == ""
+    assert len(logged) == 2
+    assert "2.8 px wide in image 'lowres' of library 's'" in logged[1]
+    assert "`aestetik.pp.prepare(morphology_key='auto')` does not compute it" in logged[1]
 
 
 def test_prepare_auto_without_image_and_bad_scale():
@@ -379,7 +414,7 @@ def test_spots_of_few_pixels_are_reported_in_the_log(monkeypatch):
     ae.pp.morphology(small, image_key="hires", spot_scale=1.0, n_components=3)
     assert len(logged) == 1
     assert "5.0 px wide in image 'hires' of library 'lib'" in logged[0]
-    assert "morphology_key=None" in logged[0]
+    assert "image_key='hires'" in logged[0]
     wide = _adata(border=False)
     wide.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] = 30.0  # 15 px in 'hires'
     ae.pp.morphology(wide, image_key="hires", spot_scale=1.0, n_components=3)

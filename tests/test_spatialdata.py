@@ -30,6 +30,10 @@ def _section():
     """A crop of the bundled section (about 700 spots) with the region / instance columns of a SpatialData table."""
     adata = ae.datasets.dlpfc_151676()
     adata = adata[(adata.obs["array_row"] < 16).to_numpy()].copy()
+    # the lowres image upsampled 3x: spots 13 px wide, so that `morphology_key='auto'` computes from it (not under 10 px)
+    meta = adata.uns["spatial"][LIBRARY]
+    meta["images"]["lowres"] = np.repeat(np.repeat(meta["images"]["lowres"], 3, axis=0), 3, axis=1)
+    meta["scalefactors"]["tissue_lowres_scalef"] *= 3
     adata.obs["region"] = pd.Categorical([LIBRARY] * adata.n_obs)
     adata.obs["spot_id"] = np.arange(adata.n_obs)
     return adata

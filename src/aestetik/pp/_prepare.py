@@ -25,7 +25,7 @@ from aestetik._validation import (
     assert_obsm_key,
 )
 
-from ._morphology import compute_morphology, has_image, library_key_for, write_morphology
+from ._morphology import default_morphology, has_image, write_morphology
 from ._reference import check_lattice, input_transforms, project
 from ._transcriptomics import transcriptomics_pca
 
@@ -34,33 +34,11 @@ if TYPE_CHECKING:
 
     from anndata import AnnData
 
-    from ._morphology import MorphologyResult
 
 _AUTO = "auto"
 #: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
 DEFAULT_SMOOTHING = 1.0
 _MORPHOLOGY_KEY = Key.morphology()
-
-
-def _auto_morphology(adata: AnnData, *, spatial_key: str, batch_key: str | None, random_state: int) -> MorphologyResult:
-    """``pp.morphology`` with its defaults for ``morphology_key='auto'``; errors say how to opt out."""
-    logg.info(f"    computing `adata.obsm[{_MORPHOLOGY_KEY!r}]` from the tissue image (`aestetik.pp.morphology`)")
-    try:
-        return compute_morphology(
-            adata,
-            library_key=library_key_for(adata, batch_key, spatial_key),
-            spatial_key=spatial_key,
-            random_state=random_state,
-            key_added=_MORPHOLOGY_KEY,
-            stacklevel=4,
-        )
-    except (KeyError, ValueError) as e:
-        msg = (
-            f"{e.args[0] if e.args else e} (while computing the morphology representation from the tissue image for "
-            "`morphology_key='auto'`; fix the image metadata, run `aestetik.pp.morphology` with other options first, "
-            "or pass `morphology_key=None` to train without morphology)"
-        )
-        raise type(e)(msg) from e
 
 
 def _labels(labels: np.ndarray) -> pd.Categorical:
@@ -128,8 +106,12 @@ def prepare(
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
         train on transcriptomics and neighbourhood only. ``'auto'`` uses ``obsm['X_morphology']`` if
         present, else computes it with :func:`aestetik.pp.morphology` (defaults; per library with
-        ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image, else
-        trains without morphology.
+        ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image whose
+        spots are at least 10 pixels wide, else trains without morphology. Under 10 pixels (Visium's lowres
+        image: about 4 px) a patch shows the tissue's colour rather than cells, and on every DLPFC section
+        measured such morphology lowered the ARI (see the benchmarks page); the log then says so and how to use
+        the image anyway (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
+        ``uns[key_added]['prepare']['morphology_skipped']`` records it.
     n_clusters
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
@@ -204,7 +186,8 @@ def prepare(
         Only when ``morphology_key='auto'`` computed them from the image (see :func:`aestetik.pp.morphology`).
     `adata.uns[key_added]['prepare']` : dict
         ``params`` (with ``reference``: where it came from, ``''`` without), the sizes ``fit`` needs,
-        ``pseudo_labels`` (``False`` with ``reference``) and ``transforms``: ``minmax_lo`` / ``minmax_hi``
+        ``pseudo_labels`` (``False`` with ``reference``), ``morphology_skipped`` (the images ``'auto'`` left out
+        for spots under 10 px, ``''`` when none) and ``transforms``: ``minmax_lo`` / ``minmax_hi``
         (per sample and channel), ``transcriptomics`` (when the PCA was computed here: ``genes``, ``hvg`` (their
         indices), ``normalize``, ``target_sum``, ``log1p``, ``mean``, ``components``) and ``morphology`` (when
         it came from :func:`aestetik.pp.morphology`: its ``params`` and ``transform``).
@@ -297,9 +280,15 @@ def prepare(
         t, m, morphology, compute_pca = project(
             adata, ref, transcriptomics_key=transcriptomics_key, spatial_key=spatial_key, batch_key=batch_key
         )
+    coarse: list[str] = []
     if auto_morphology:
-        morphology = _auto_morphology(adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state)
-        m = morphology.embedding
+        morphology, coarse = default_morphology(
+            adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state, key_added=_MORPHOLOGY_KEY
+        )
+        if morphology is None:
+            morphology_key, auto_morphology = None, False
+        else:
+            m = morphology.embedding
     if compute_pca and ref is None:
         t, pca_transform = transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
     t = np.asarray(t, dtype=np.float32)
@@ -388,6 +377,7 @@ def prepare(
         "pseudo_labels": ref is None,
         "transcriptomics_pca_computed": bool(compute_pca),
         "morphology_computed": bool(auto_morphology),
+        "morphology_skipped": "; ".join(coarse),
         "lattice_type": kind,
         "lattice": layout.record,
         "samples": np.asarray(sample_names, dtype=object).astype(str),

@@ -27,3 +27,15 @@ def write_results(directory: Path, name: str, table: str, payload: dict) -> None
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.md").write_text(table + "\n")
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=1))
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The runs a resumable benchmark appended to ``path`` (JSON lines; none when it does not exist yet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def append_run(path: Path, run: dict) -> None:
+    """Append one finished run to ``path``, so that a stopped benchmark resumes after it."""
+    with path.open("a") as f:
+        f.write(json.dumps(run) + "\n")

@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _results import run_worker, thread_env, write_results
+from _results import append_run, read_runs, run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {
@@ -213,8 +213,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]), args.data)))
         return
     log = HERE / "results" / "defaults_candidates.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = read_runs(log)
     have = {(r["section"], r["config"], r["seed"]) for r in done}
     # the slow DLPFC runs first, so the two workers stay busy to the end
     tasks = [
@@ -232,8 +231,7 @@ def main() -> None:
         except subprocess.CalledProcessError as e:  # report and go on with the other runs
             print(f"FAILED {task}: {(e.stderr or '').strip().splitlines()[-1:]}", flush=True)
             return None
-        with log.open("a") as f:
-            f.write(json.dumps(run) + "\n")
+        append_run(log, run)
         print(
             f"{run['section']:>16} | {run['config']:<18} | seed {run['seed']} | ARI {run['ari']:.3f} | {run['seconds']:.0f} s",
             flush=True,

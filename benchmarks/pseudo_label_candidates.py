@@ -22,7 +22,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _results import run_worker, thread_env, write_results
+from _results import append_run, read_runs, run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {
@@ -109,8 +109,7 @@ def main() -> None:
     import numpy as np
 
     log = HERE / "results" / "pseudo_label_candidates.jsonl"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = read_runs(log)
     have = {(r["section"], r["representation"], r["seed"]) for r in done}
     tasks = [
         (s, r, seed)
@@ -123,8 +122,7 @@ def main() -> None:
     def one(task):
         cmd = [sys.executable, __file__, "--worker", *task[:2], str(task[2]), "--data", str(args.data)]
         run = run_worker(cmd, thread_env(1))
-        with log.open("a") as f:
-            f.write(json.dumps(run) + "\n")
+        append_run(log, run)
         return run
 
     with ThreadPoolExecutor(args.jobs) as pool:

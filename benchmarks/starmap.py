@@ -101,7 +101,9 @@ def run_ours(adata, seed: int, prepare_kw: dict, cells_per_site: float) -> tuple
     return _ari(a.obs["ground_truth"], a.obs["aestetik"]), time.perf_counter() - t0, info
 
 
-def run_banksy(adata, seed: int, *, log: bool = True) -> dict[str, tuple[float, float]]:
+def run_banksy(
+    adata, seed: int, *, log: bool = True, lam: float = 0.8, n_domains: int = N_DOMAINS, score=_ari
+) -> dict[str, tuple[float, float]]:
     from banksy.embed_banksy import generate_banksy_matrix
     from banksy.initialize_banksy import initialize_banksy
     from sklearn.cluster import KMeans
@@ -127,25 +129,25 @@ def run_banksy(adata, seed: int, *, log: bool = True) -> dict[str, tuple[float, 
             plt_agf_angles=False,
             plt_theta=False,
         )
-        _, matrix = generate_banksy_matrix(a, bd, [0.8], 1, verbose=False)
+        _, matrix = generate_banksy_matrix(a, bd, [lam], 1, verbose=False)
     x = np.asarray(matrix.X.todense()) if hasattr(matrix.X, "todense") else np.asarray(matrix.X)
     pcs = PCA(n_components=20, random_state=seed).fit_transform(x)
     t_embed = time.perf_counter() - t0
-    km = KMeans(N_DOMAINS, n_init=10, random_state=seed).fit_predict(pcs)
+    km = KMeans(n_domains, n_init=10, random_state=seed).fit_predict(pcs)
     t_km = time.perf_counter() - t0
     g = sc.AnnData(X=np.zeros((len(pcs), 1), np.float32), obsm={"X_pca": pcs})
     sc.pp.neighbors(g, use_rep="X_pca", n_neighbors=50, random_state=seed)
-    ld = _leiden_k(g, N_DOMAINS, seed)
+    ld = _leiden_k(g, n_domains, seed)
     t_ld = time.perf_counter() - t0 - (t_km - t_embed)
     truth = adata.obs["ground_truth"]
     prep = "log1p" if log else "normalised, no log"
     return {
-        f"BANKSY λ=0.8, k-means ({prep})": (_ari(truth, km), t_km),
-        f"BANKSY λ=0.8, Leiden ({prep})": (_ari(truth, ld), t_ld),
+        f"BANKSY λ={lam}, k-means ({prep})": (score(truth, km), t_km),
+        f"BANKSY λ={lam}, Leiden ({prep})": (score(truth, ld), t_ld),
     }
 
 
-def run_spagcn(adata, seed: int) -> tuple[float, float]:
+def run_spagcn(adata, seed: int, *, n_domains: int = N_DOMAINS, score=_ari) -> tuple[float, float]:
     import random
 
     import SpaGCN as spg
@@ -163,19 +165,19 @@ def run_spagcn(adata, seed: int) -> tuple[float, float]:
         random.seed(seed)
         torch.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002 - SpaGCN draws from the global generator
-        clf.train(a, adj, init_spa=True, init="kmeans", n_clusters=N_DOMAINS, tol=5e-3, lr=0.05, max_epochs=200)
+        clf.train(a, adj, init_spa=True, init="kmeans", n_clusters=n_domains, tol=5e-3, lr=0.05, max_epochs=200)
         pred, _ = clf.predict()
         refined = spg.refine(sample_id=a.obs.index.tolist(), pred=pred.tolist(), dis=adj, shape="hexagon")
-    return _ari(adata.obs["ground_truth"], refined), time.perf_counter() - t0
+    return score(adata.obs["ground_truth"], refined), time.perf_counter() - t0
 
 
-def run_leiden(adata, seed: int) -> tuple[float, float]:
+def run_leiden(adata, seed: int, *, n_domains: int = N_DOMAINS, score=_ari) -> tuple[float, float]:
     t0 = time.perf_counter()
     a = _log_normalised(adata)
     sc.pp.pca(a, n_comps=20, random_state=seed)
     sc.pp.neighbors(a, n_neighbors=15, random_state=seed)
-    labels = _leiden_k(a, N_DOMAINS, seed)
-    return _ari(adata.obs["ground_truth"], labels), time.perf_counter() - t0
+    labels = _leiden_k(a, n_domains, seed)
+    return score(adata.obs["ground_truth"], labels), time.perf_counter() - t0
 
 
 def main() -> None:

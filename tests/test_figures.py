@@ -55,7 +55,20 @@ def test_ari_by_section_plots_the_result_files(figures, tmp_path):
     ref = _stats(table, figures.DLPFC, figures.REFERENCE)
     assert ref["aris"] == [r["ari"] for r in runs if r["implementation"] == "reference"]
     leiden = _stats(table, figures.DLPFC, figures.LEIDEN)
-    assert leiden["aris"] == _json("dlpfc_defaults.json")["scanpy_leiden"]
+    expected = _json("dlpfc_defaults.json")["scanpy_leiden"]
+    if (RESULTS / "dlpfc_peers.json").exists():  # measured beside the new defaults, it replaces the older runs
+        peers = _json("dlpfc_peers.json")["runs"]
+        expected = [
+            r["ari"] for r in peers if r["section"] == "151676 normalised" and r["method"] == "scanpy PCA + Leiden"
+        ]
+        banksy = _stats(table, "DLPFC 151674 counts", "BANKSY")  # the best of its two clusterings there
+        best = max(
+            ([r["ari"] for r in peers if r["section"] == "151674 counts" and r["method"] == m] for m in
+             {r["method"] for r in peers if r["method"].startswith("BANKSY")}),
+            key=np.mean,
+        )  # fmt: skip
+        assert banksy["aris"] == best
+    assert leiden["aris"] == expected
     starmap = _json("starmap.json")["results"]
     ours = _stats(table, figures.CELLS, figures.OURS)
     assert ours["aris"] == starmap["AESTETIK default (w 7, 2 sites per cell, smoothing 3 sites)"]["ari"]
@@ -69,7 +82,7 @@ def test_ari_by_section_plots_the_result_files(figures, tmp_path):
         r["ari"] for r in records if r["setting"] == "square, noise 0.8" and r["config"].startswith("published")
     ]
     assert published["aris"] == expected
-    assert set(table["source"]) >= {"dlpfc_defaults.json", "dlpfc_vs_reference.json", "starmap.json"}
+    assert set(table["source"]) >= {"dlpfc_vs_reference.json", "starmap.json"}
 
 
 def test_defaults_candidates_replace_the_defaults_on_their_sections(figures, tmp_path):

@@ -168,12 +168,14 @@ def compute_morphology(
     key_added: str = "X_morphology",
     stacklevel: int = 3,
     transform: dict[str, np.ndarray] | None = None,
+    libraries: list[Library] | None = None,
 ) -> MorphologyResult:
     """Validate and compute everything :func:`morphology` writes, touching nothing.
 
     ``stacklevel`` of the warning about outside and clipped patches counts from this function (3: the caller of
     :func:`morphology`). ``transform``: the stored standardisation + PCA of a reference section, applied instead
-    of fitting new ones (``aestetik.pp.prepare(reference=...)``).
+    of fitting new ones (``aestetik.pp.prepare(reference=...)``). ``libraries``: the images and spots already
+    resolved from these arguments (``prepare(morphology_key='auto')`` resolves them once for its width check).
     """
     from aestetik import __version__
 
@@ -184,9 +186,11 @@ def compute_morphology(
         msg = f"`key_added` must be a non-empty string, got {key_added!r}."
         raise ValueError(msg)
     resolved = resolve_method(method)
-    libs = _libraries(
-        adata, img=img, library_id=library_id, library_key=library_key, image_key=image_key, spatial_key=spatial_key
-    )
+    libs = libraries
+    if libs is None:
+        libs = _libraries(
+            adata, img=img, library_id=library_id, library_key=library_key, image_key=image_key, spatial_key=spatial_key
+        )
     patches = embed_patches(
         libs,
         adata.n_obs,
@@ -231,15 +235,8 @@ def library_key_for(adata: AnnData, batch_key: str | None, spatial_key: str) -> 
     return None
 
 
-def coarse_images(adata: AnnData, *, library_key: str | None, spatial_key: str) -> list[str]:
-    """Where :func:`morphology`'s defaults would cut patches of spots under ``FEW_PIXELS`` pixels wide.
-
-    One line per such library (its spot width, image and name); raises as :func:`morphology` would on bad image
-    metadata.
-    """
-    libs = _libraries(
-        adata, img=None, library_id=None, library_key=library_key, image_key=None, spatial_key=spatial_key
-    )
+def coarse_images(libs: Sequence[Library]) -> list[str]:
+    """One line (spot width, image, name) per library whose spots are under ``FEW_PIXELS`` pixels wide."""
     return [
         f"{spot_pixels(lib):.1f} px wide in image {lib.image_key!r} of library {lib.name!r}"
         for lib in libs
@@ -256,8 +253,11 @@ def default_morphology(
     warning saying why and how to use the image anyway.
     """
     library_key = library_key_for(adata, batch_key, spatial_key)
-    try:
-        coarse = coarse_images(adata, library_key=library_key, spatial_key=spatial_key)
+    try:  # the images are resolved once, for the width check and the features
+        libs = _libraries(
+            adata, img=None, library_id=None, library_key=library_key, image_key=None, spatial_key=spatial_key
+        )
+        coarse = coarse_images(libs)
         if coarse:
             logg.warning(
                 f"Training without morphology: spots are {', '.join(coarse)}, under {FEW_PIXELS:.0f} px, so patches "
@@ -275,6 +275,7 @@ def default_morphology(
             random_state=random_state,
             key_added=key_added,
             stacklevel=4,
+            libraries=libs,
         )
     except (KeyError, ValueError) as e:
         msg = (

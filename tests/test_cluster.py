@@ -525,6 +525,30 @@ def test_fit_on_a_subsample_then_predict_all(method):
     np.testing.assert_array_equal(sub.labels, again.labels)
 
 
+@pytest.mark.parametrize("method", ["leiden", "louvain"])
+def test_graph_methods_partition_a_subsample_and_label_the_rest_by_neighbours(method):
+    """Above ``max_fit_spots`` the graph of a random subsample is partitioned (the same partition as on those rows
+    alone) and every other row takes the majority label of its 15 nearest partitioned rows (brute force here)."""
+    from sklearn.datasets import make_blobs
+
+    from aestetik._domains._clustering import MAX_FIT_SPOTS, PREDICT_NEIGHBORS, _neighbour_graph, _partition
+
+    assert MAX_FIT_SPOTS[method] == 50_000
+    x, truth = make_blobs(n_samples=900, centers=4, n_features=5, cluster_std=2.5, random_state=0)
+    got = cluster_features(x, 4, method=method, random_state=0, max_fit_spots=300)
+    rows = np.sort(np.random.default_rng(0).choice(900, size=300, replace=False))
+    graph, weights = _neighbour_graph(x[rows], method, 0)
+    run = lambda res: _partition(graph, weights, res, method=method, random_state=0)
+    part, resolution = _search_resolution(run, 4, _clustering.RESOLUTIONS)
+    distances = ((x[:, None, :] - x[rows][None, :, :]) ** 2).sum(axis=-1)
+    nearest = np.argsort(distances, axis=1)[:, :PREDICT_NEIGHBORS]
+    expected = np.array([np.bincount(part[n], minlength=part.max() + 1).argmax() for n in nearest])
+    expected[rows] = part
+    np.testing.assert_array_equal(got.labels, _consecutive(expected))
+    assert got.resolution == resolution
+    assert adjusted_rand_score(truth, got.labels) > 0.9
+
+
 def test_refinement_with_a_kd_tree_matches_brute_force(monkeypatch):
     """At scale the refinement uses a KD-tree; on a jittered (tie-free) layout it votes like brute force."""
     from aestetik._domains import _refine

@@ -15,7 +15,8 @@ Semantics follow the reference implementation (``aestetik.utils.utils_clustering
 - number of domains (not in the reference): see :mod:`aestetik._domains._stability`.
 
 Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
-clusters the closest count is used (the reference kept the last resolution tried).
+clusters the closest count is used (the reference kept the last resolution tried); every method is fitted on at
+most :data:`MAX_FIT_SPOTS` random spots (the graph methods label the others by their nearest neighbours).
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ GRAPH_N_NEIGHBORS = 50
 #: start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11 fits on every spot would
 #: dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any Visium section holds
 #: (4,992).
-MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000}
+#: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots (the graph and one Louvain
+#: partition of 100,000 spots took 21 s on 2 CPU cores, and the resolution search repeats the partition); every
+#: other spot takes the majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots.
+MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000}
+#: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
+PREDICT_NEIGHBORS = 15
 #: From this many rows on, ``sc.pp.neighbors`` (euclidean metric) searches the neighbours approximately with
 #: pynndescent, below exactly by brute force; :func:`knn_connectivities` does the same.
 APPROXIMATE_NEIGHBORS_MIN_SPOTS = 8192
@@ -91,8 +97,10 @@ def cluster_features(
 
     ``'bgm'`` and ``'kmeans'`` are fitted on at most ``max_fit_spots`` random rows (default
     :data:`MAX_FIT_SPOTS`: 5,000 for the mixture, whose random initialisation degenerates on many spots,
-    100,000 for k-means) and then predict every row. The mixture's starts run in ``n_jobs`` processes
-    (joblib's meaning; the result does not depend on it).
+    100,000 for k-means) and then predict every row; ``'leiden'``/``'louvain'`` partition the graph of at most
+    50,000 random rows, and every other row takes the majority label of its :data:`PREDICT_NEIGHBORS` nearest
+    partitioned rows. The mixture's starts run in ``n_jobs`` processes (joblib's meaning; the result does not
+    depend on it).
     """
     if method not in CLUSTER_METHODS:
         msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
@@ -114,7 +122,7 @@ def cluster_features(
     proba = resolution = None
     limit = MAX_FIT_SPOTS.get(method, 0) if max_fit_spots is None else int(max_fit_spots)
     fit_rows = None
-    if method in ("bgm", "kmeans") and x.shape[0] > limit:
+    if x.shape[0] > limit:
         rng = np.random.default_rng(random_state)
         fit_rows = np.sort(rng.choice(x.shape[0], size=limit, replace=False))
     if method == "bgm":
@@ -122,19 +130,37 @@ def cluster_features(
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:
-        graph, weights = _neighbour_graph(x, method, random_state)
+        data = x if fit_rows is None else x[fit_rows]
+        graph, weights = _neighbour_graph(data, method, random_state)
         run = lambda res: _partition(graph, weights, res, method=method, random_state=random_state)
         if is_int:
             labels, resolution = _search_resolution(run, int(n_clusters), RESOLUTIONS)
         else:
             resolution = float(n_clusters)
             labels = run(resolution)
+        if fit_rows is not None:
+            labels = _predict_by_neighbours(x, fit_rows, labels)
 
     labels = _consecutive(labels)
     found = int(labels.max()) + 1 if labels.size else 0
     if is_int and method not in GRAPH_METHODS and found < n_clusters:
         logg.warning(f"{method} left {n_clusters - found} of {n_clusters} clusters empty; found {found}.")
     return ClusterResult(labels=labels, proba=proba, resolution=resolution, n_clusters=found)
+
+
+def _predict_by_neighbours(x: np.ndarray, fit_rows: np.ndarray, fit_labels: np.ndarray) -> np.ndarray:
+    """Labels of every row of ``x``: ``fit_labels`` on ``fit_rows``, elsewhere by their nearest ``fit_rows``.
+
+    The majority of the :data:`PREDICT_NEIGHBORS` nearest ``fit_rows`` (euclidean; ties: the smallest label).
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    labels[fit_rows] = fit_labels
+    rest = np.setdiff1d(np.arange(x.shape[0]), fit_rows)
+    knn = KNeighborsClassifier(n_neighbors=min(PREDICT_NEIGHBORS, fit_rows.size)).fit(x[fit_rows], fit_labels)
+    labels[rest] = knn.predict(x[rest])
+    return labels
 
 
 def _consecutive(labels: np.ndarray) -> np.ndarray:

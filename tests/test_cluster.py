@@ -244,6 +244,46 @@ def test_search_resolution_falls_back_to_closest_count():
     assert labels.size == 2
 
 
+def test_search_resolution_goes_below_the_reference_grid_only_when_every_count_is_too_high():
+    counts = {0.1: 5, 0.2: 6, 0.05: 4, 0.01: 3, 0.001: 2}
+    calls = []
+
+    def run(res):
+        calls.append(res)
+        return np.arange(counts[res])
+
+    low = np.array([0.05, 0.01, 0.001])
+    labels, res = _search_resolution(run, 3, np.array([0.1, 0.2]), low)
+    assert (res, labels.size) == (0.01, 3)
+    assert calls == [0.1, 0.2, 0.05, 0.01]
+    # a count at or below the target on the reference grid: the lower resolutions are not tried
+    calls.clear()
+    counts.update({0.1: 2, 0.2: 4})
+    labels, res = _search_resolution(run, 3, np.array([0.1, 0.2]), low)
+    assert calls == [0.1, 0.2]
+    assert (res, labels.size) == (0.1, 2)
+
+
+def test_graph_methods_reach_fewer_clusters_than_the_lowest_reference_resolution_gives():
+    """Overlapping blobs: resolution 0.1 already gives 4 clusters, so the reference's upward search cannot give 2;
+    the lower resolutions do (and the partitions of the search are those of each resolution alone)."""
+    from sklearn.datasets import make_blobs
+
+    from aestetik._domains._clustering import RESOLUTIONS, GraphPartitions, _neighbour_graph, _partition
+
+    x, _ = make_blobs(n_samples=400, centers=4, n_features=5, cluster_std=2.0, random_state=0)
+    partitions = GraphPartitions(x, "louvain", 0)
+    assert np.unique(partitions(0.1)).size > 2
+    reference, _ = _search_resolution(partitions, 2, RESOLUTIONS)
+    assert np.unique(reference).size != 2
+    res = cluster_features(x, 2, method="louvain", random_state=0)
+    assert res.n_clusters == 2
+    assert res.resolution < 0.1
+    graph, weights = _neighbour_graph(x, "louvain", 0)
+    plain = _partition(graph, weights, res.resolution, method="louvain", random_state=0)
+    np.testing.assert_array_equal(res.labels, _consecutive(plain))
+
+
 @pytest.mark.parametrize(
     ("n_clusters", "method", "match"),
     [

@@ -116,6 +116,27 @@ def test_stability_curve_base_sample_and_determinism(monkeypatch):
         stability_curve(x, [2, 49], method="kmeans")  # 80% of the base sample of 60 is 48
 
 
+@pytest.mark.parametrize("method", ["leiden", "louvain"])
+def test_stability_curve_of_graph_methods_equals_one_clustering_per_candidate(method):
+    """The graph of each subsample is built once and each resolution partitioned once for all candidates; the
+    curve equals the plain computation (one ``cluster_features`` call per candidate and subsample)."""
+    from aestetik._domains._clustering import cluster_features
+
+    x, _ = make_blobs(n_samples=250, centers=4, n_features=5, cluster_std=2.0, random_state=0)
+    ks = [2, 3, 4, 6]
+    got = stability_curve(x, ks, method=method, n_resamples=3, random_state=2)
+    rng = np.random.default_rng(2)
+    subsets = [np.sort(rng.choice(250, round(0.8 * 250), replace=False)) for _ in range(3)]
+    for i, k in enumerate(ks):
+        labels = [
+            cluster_features(x[rows], k, method=method, random_state=2 + b).labels for b, rows in enumerate(subsets)
+        ]
+        ari = pairwise_shared_ari(subsets, labels)
+        assert got.mean[i] == pytest.approx(ari.mean())
+        assert got.n_found[i] == pytest.approx(np.mean([lab.max() + 1 for lab in labels]))
+    assert got.n_found[0] == 2  # below the reference's lowest resolution (0.1 gives 4 here)
+
+
 # ---------------------------------------------------------------- cluster(n_clusters="auto")
 
 

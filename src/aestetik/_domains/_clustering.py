@@ -15,7 +15,8 @@ Semantics follow the reference implementation (``aestetik.utils.utils_clustering
 - number of domains (not in the reference): see :mod:`aestetik._domains._stability`.
 
 Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
-clusters the closest count is used (the reference kept the last resolution tried); every method is fitted on at
+clusters the closest count is used (the reference kept the last resolution tried), after trying
+:data:`LOW_RESOLUTIONS` when every resolution gave more clusters; every method is fitted on at
 most :data:`MAX_FIT_SPOTS` random spots (the graph methods label the others by their nearest neighbours).
 """
 
@@ -42,6 +43,10 @@ GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
 
 #: Resolutions tried for an int ``n_clusters`` with ``leiden``/``louvain`` (reference: start 0.1, end 3, step 0.02).
 RESOLUTIONS: np.ndarray = np.round(np.arange(0.1, 3.0, 0.02), 6)
+#: Tried downward when no resolution of :data:`RESOLUTIONS` gives exactly ``n_clusters`` and all give more (not in
+#: the reference, which then returned another number of clusters): on the DLPFC embeddings 0.1 already gives 4-6
+#: clusters and 0.01-0.05 give 2-4.
+LOW_RESOLUTIONS: np.ndarray = np.round(np.r_[np.arange(0.09, 0.005, -0.01), 0.005, 0.002, 0.001], 6)
 #: Neighbours of the graph for ``leiden``/``louvain``.
 GRAPH_N_NEIGHBORS = 50
 #: ``'bgm'`` and ``'kmeans'`` fit on at most this many random spots, then predict all (see cluster_features).
@@ -131,10 +136,9 @@ def cluster_features(
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:
         data = x if fit_rows is None else x[fit_rows]
-        graph, weights = _neighbour_graph(data, method, random_state)
-        run = lambda res: _partition(graph, weights, res, method=method, random_state=random_state)
+        run = GraphPartitions(data, method, random_state)
         if is_int:
-            labels, resolution = _search_resolution(run, int(n_clusters), RESOLUTIONS)
+            labels, resolution = run.search(int(n_clusters))
         else:
             resolution = float(n_clusters)
             labels = run(resolution)
@@ -324,24 +328,60 @@ def _partition(
     return np.asarray(part.membership, dtype=np.int64)
 
 
+class GraphPartitions:
+    """The Leiden/Louvain partitions of one neighbour graph of ``x``, each resolution computed once.
+
+    ``self(resolution)`` partitions (remembered, so a search for several numbers of clusters sweeps the
+    resolutions once); :meth:`search` finds the resolution for ``n_clusters`` (:func:`_search_resolution` over
+    :data:`RESOLUTIONS`, then :data:`LOW_RESOLUTIONS`).
+    """
+
+    def __init__(self, x: np.ndarray, method: str, random_state: int) -> None:
+        self.graph, self.weights = _neighbour_graph(x, method, random_state)
+        self.method, self.random_state = method, random_state
+        self._memo: dict[float, np.ndarray] = {}
+
+    def __call__(self, resolution: float) -> np.ndarray:
+        if resolution not in self._memo:
+            self._memo[resolution] = _partition(
+                self.graph, self.weights, resolution, method=self.method, random_state=self.random_state
+            )
+        return self._memo[resolution]
+
+    def search(self, n_clusters: int) -> tuple[np.ndarray, float]:
+        return _search_resolution(self, n_clusters, RESOLUTIONS, LOW_RESOLUTIONS)
+
+
 def _search_resolution(
-    run: Callable[[float], np.ndarray], n_clusters: int, resolutions: np.ndarray
+    run: Callable[[float], np.ndarray], n_clusters: int, resolutions: np.ndarray, low: np.ndarray | None = None
 ) -> tuple[np.ndarray, float]:
-    """First resolution (upward) giving exactly ``n_clusters``; else the closest count (ties: smallest resolution)."""
+    """First resolution (upward) giving exactly ``n_clusters``; else the closest count (ties: the first tried).
+
+    When none of ``resolutions`` gives ``n_clusters`` and every one gives more, the ``low`` resolutions are tried
+    in their order (downward) before falling back to the closest count over all.
+    """
     best: tuple[int, float, np.ndarray] | None = None
-    for res in resolutions:
-        labels = run(float(res))
-        count = np.unique(labels).size
-        if count == n_clusters:
-            return labels, float(res)
-        if best is None or abs(count - n_clusters) < abs(best[0] - n_clusters):
-            best = (count, float(res), labels)
+    counts: list[int] = []
+    tried: list[np.ndarray] = []
+    for values in [resolutions] if low is None else [resolutions, low]:
+        if counts and min(counts) <= n_clusters:  # a lower resolution would not help
+            break
+        tried.append(values)
+        for res in values:
+            labels = run(float(res))
+            count = np.unique(labels).size
+            counts.append(count)
+            if count == n_clusters:
+                return labels, float(res)
+            if best is None or abs(count - n_clusters) < abs(best[0] - n_clusters):
+                best = (count, float(res), labels)
     if best is None:
         msg = "No resolution to search."
         raise ValueError(msg)
     count, res, labels = best
+    lo, hi = min(float(v.min()) for v in tried), max(float(v.max()) for v in tried)
     logg.warning(
-        f"No resolution in [{resolutions[0]:g}, {resolutions[-1]:g}] gave exactly {n_clusters} clusters; "
+        f"No resolution in [{lo:g}, {hi:g}] gave exactly {n_clusters} clusters; "
         f"using resolution {res:g} with {count} clusters."
     )
     return labels, res

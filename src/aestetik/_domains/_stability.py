@@ -14,7 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ._clustering import ClusterMethod, cluster_features
+from ._clustering import GRAPH_METHODS, ClusterMethod, GraphPartitions, _consecutive, cluster_features
 
 #: Candidates for ``n_clusters='auto'``.
 AUTO_N_CLUSTERS: tuple[int, ...] = tuple(range(2, 16))
@@ -110,7 +110,10 @@ def stability_curve(
     Every candidate is clustered on the same subsamples (subsample ``b`` with seed ``random_state + b``); its
     stability is the mean ARI over all pairs of subsamples, on the rows both share. Data with more than
     :data:`STABILITY_MAX_SPOTS` rows are first reduced to a random base sample of that size. ``n_jobs`` goes to
-    :func:`~aestetik._domains._clustering.cluster_features` (the mixture's starts).
+    :func:`~aestetik._domains._clustering.cluster_features` (the mixture's starts). For ``'leiden'``/``'louvain'``
+    each subsample's graph is built once and each resolution partitioned once for all candidates
+    (:class:`~aestetik._domains._clustering.GraphPartitions`), the same labels as one ``cluster_features`` call
+    per candidate.
     """
     from tqdm.auto import tqdm
 
@@ -125,17 +128,25 @@ def stability_curve(
         raise ValueError(msg)
     subsets = [np.sort(rng.choice(base.size, size, replace=False)) for _ in range(n_resamples)]
     xb = x[base]
+    graphs = (
+        [GraphPartitions(xb[rows], method, random_state + b) for b, rows in enumerate(subsets)]
+        if method in GRAPH_METHODS
+        else None
+    )
     mean, sd, found = (np.empty(candidates.size) for _ in range(3))
     bar = tqdm(total=candidates.size * n_resamples, desc="stability", disable=not show_progress_bar)
     with bar, _quiet_log():
         for i, k in enumerate(candidates):
             labels = []
             for b, rows in enumerate(subsets):
-                labels.append(
-                    cluster_features(
-                        xb[rows], int(k), method=method, random_state=random_state + b, n_jobs=n_jobs
-                    ).labels
-                )
+                if graphs is not None:
+                    labels.append(_consecutive(graphs[b].search(int(k))[0]))
+                else:
+                    labels.append(
+                        cluster_features(
+                            xb[rows], int(k), method=method, random_state=random_state + b, n_jobs=n_jobs
+                        ).labels
+                    )
                 bar.update()
             ari = pairwise_shared_ari(subsets, labels)
             mean[i], sd[i] = ari.mean(), ari.std(ddof=1) if ari.size > 1 else 0.0

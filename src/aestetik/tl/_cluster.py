@@ -72,14 +72,13 @@ def cluster(
         covariance, 10 random initialisations and one from k-means, the published default), ``'leiden'`` or
         ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding; for an int ``n_clusters`` the
         resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly ``n_clusters`` clusters
-        appear, else the closest count is used; above 50,000 spots the graph of 50,000 random ones, the others
-        take the majority domain of their 15 nearest in the embedding). The triplet loss pulls the pseudo-label
-        groups apart by a Euclidean margin, so domains are compact groups in the embedding, k-means' model; the
+        appear, then, if every one gave more, downward from 0.09 to 0.001, else the closest count is used;
+        above 50,000 spots the graph of 50,000 random ones, the others take the majority domain of their 15
+        nearest in the embedding). The triplet loss pulls the pseudo-label groups apart by a Euclidean margin, so domains are compact groups in the embedding, k-means' model; the
         tied mixture sometimes merges two of them and splits another (see the method page, difference 13).
         Where k-means splits one domain and merges two, ``'louvain'`` can do better (synthetic square sections,
-        3 seeds: ARI 0.82 against 0.67; the DLPFC sections within 0.01; see the benchmarks page), but from 0.1
-        up its resolutions may not reach a few domains, and choosing ``n_clusters`` with it is slower (up to
-        77 s per candidate on the bundled section against 7 s).
+        3 seeds: ARI 0.82 against 0.67; the DLPFC sections within 0.01; see the benchmarks page); with
+        ``n_clusters='auto'`` it chose 5 domains on the bundled section where k-means chooses the 7 layers.
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).

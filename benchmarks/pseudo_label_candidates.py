@@ -18,11 +18,9 @@ import argparse
 import json
 import os
 import platform
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _results import append_run, read_runs, run_worker, thread_env, write_results
+from _results import read_runs, run_logged, write_results
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {
@@ -119,14 +117,7 @@ def main() -> None:
         if (s, r, seed) not in have and not (REPRESENTATIONS[r][0] in COUNTS_ONLY and "counts" not in s)
     ]
 
-    def one(task):
-        cmd = [sys.executable, __file__, "--worker", *task[:2], str(task[2]), "--data", str(args.data)]
-        run = run_worker(cmd, thread_env(1))
-        append_run(log, run)
-        return run
-
-    with ThreadPoolExecutor(args.jobs) as pool:
-        runs = done + list(pool.map(one, tasks))
+    runs = done + run_logged(__file__, tasks, args.data, log, args.jobs)
     lines = [
         "| representation | " + " | ".join(SECTIONS) + " | mean (of those run) |",
         "|" + "---|" * (len(SECTIONS) + 2),

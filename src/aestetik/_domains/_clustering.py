@@ -56,9 +56,9 @@ GRAPH_N_NEIGHBORS = 50
 #: start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11 fits on every spot would
 #: dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any Visium section holds
 #: (4,992).
-#: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots (the graph and one Louvain
-#: partition of 100,000 spots took 21 s on 2 CPU cores, and the resolution search repeats the partition); every
-#: other spot takes the majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots.
+#: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots; every other spot takes the
+#: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots (``benchmarks/
+#: graph_clustering_scaling.py``, 2 CPU cores: Louvain on 100,000 spots in 12 s instead of 22 s, the same labels).
 MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000}
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
 PREDICT_NEIGHBORS = 15
@@ -136,12 +136,12 @@ def cluster_features(
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:
         data = x if fit_rows is None else x[fit_rows]
-        run = GraphPartitions(data, method, random_state)
+        partitions = GraphPartitions(data, method, random_state)
         if is_int:
-            labels, resolution = run.search(int(n_clusters))
+            labels, resolution = partitions.search(int(n_clusters))
         else:
             resolution = float(n_clusters)
-            labels = run(resolution)
+            labels = partitions(resolution)
         if fit_rows is not None:
             labels = _predict_by_neighbours(x, fit_rows, labels)
 
@@ -361,16 +361,16 @@ def _search_resolution(
     in their order (downward) before falling back to the closest count over all.
     """
     best: tuple[int, float, np.ndarray] | None = None
-    counts: list[int] = []
     tried: list[np.ndarray] = []
+    fewest = np.inf  # the fewest clusters any resolution gave
     for values in [resolutions] if low is None else [resolutions, low]:
-        if counts and min(counts) <= n_clusters:  # a lower resolution would not help
+        if fewest <= n_clusters:  # a lower resolution would not help
             break
         tried.append(values)
         for res in values:
             labels = run(float(res))
             count = np.unique(labels).size
-            counts.append(count)
+            fewest = min(fewest, count)
             if count == n_clusters:
                 return labels, float(res)
             if best is None or abs(count - n_clusters) < abs(best[0] - n_clusters):

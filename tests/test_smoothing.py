@@ -62,3 +62,110 @@ def test_bad_smoothing_is_refused(small, bad):
     with pytest.raises(ValueError, match="pseudo_label_smoothing"):
         ae.pp.prepare(small, pseudo_label_smoothing=bad)
     assert set(small.obsm) == before
+
+
+def _spatial_section(rng, n_genes=40):
+    """A hexagonal section with holes, two interleaved samples and sparse non-negative expression."""
+    from scipy import sparse
+
+    lattice = np.stack(np.meshgrid(np.arange(20), np.arange(0, 40, 2), indexing="ij"), -1).reshape(-1, 2)
+    lattice[:, 1] += lattice[:, 0] % 2
+    lattice = lattice[rng.random(len(lattice)) > 0.2]
+    samples = (np.arange(len(lattice)) % 4 == 0).astype(int)
+    r, c = lattice[:, 0:1] / 3.0, lattice[:, 1:2] / 5.0
+    patterns = np.hstack([8 * np.sin(r), 5 * np.cos(c), 3 * np.sin(r + c), 2 * np.cos(r - c)])  # distinct sizes
+    x = patterns @ np.linalg.qr(rng.normal(size=(n_genes, 4)))[0].T + rng.normal(
+        scale=0.3, size=(len(lattice), n_genes)
+    )
+    x = np.maximum(x, 0)  # non-negative and sparse, as expression
+    return sparse.csr_matrix(x.astype(np.float32)), physical_positions(lattice, "hex"), samples
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0])
+def test_smoothed_principal_axes_equal_dense_svd(sigma):
+    """The randomised SVD without W x formed equals the SVD of the dense smoothed, centred matrix."""
+    from aestetik._space._smoothing import smoothed_principal_axes
+
+    rng = np.random.default_rng(1)
+    x, pos, samples = _spatial_section(rng)
+    dense = x.toarray().astype(np.float64)
+    s = dense if sigma == 0 else _plain(dense, pos, samples, sigma)
+    _, values, vt = np.linalg.svd(s - s.mean(0), full_matrices=False)
+    n_comps = 3
+    got = smoothed_principal_axes(x, pos, samples, sigma=sigma, n_comps=n_comps, random_state=3, chunk_size=50)
+    assert got.shape == (40, n_comps)
+    want = vt[:n_comps].T
+    want = want * np.sign(want[np.abs(want).argmax(0), np.arange(n_comps)])  # svd_flip: largest loading > 0
+    assert np.all(values[: n_comps + 1][:-1] / values[1 : n_comps + 1] > 1.01)  # distinct axes to compare
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    # dense input gives the same axes; the result does not depend on the chunking
+    np.testing.assert_allclose(
+        smoothed_principal_axes(dense, pos, samples, sigma=sigma, n_comps=n_comps, random_state=3), got, atol=1e-6
+    )
+
+
+def test_smoothed_principal_axes_without_kernel_cache(monkeypatch):
+    """Above the cache limit the kernel is queried again in every pass: the same axes."""
+    from aestetik._space import _smoothing
+
+    rng = np.random.default_rng(2)
+    x, pos, samples = _spatial_section(rng)
+    cached = _smoothing.smoothed_principal_axes(x, pos, samples, sigma=1.0, n_comps=4)
+    monkeypatch.setattr(_smoothing, "KERNEL_CACHE_MAX_SPOTS", 10)
+    np.testing.assert_array_equal(_smoothing.smoothed_principal_axes(x, pos, samples, sigma=1.0, n_comps=4), cached)
+
+
+def test_spatial_pca_follows_the_neighbourhoods_and_is_recorded():
+    """prepare's spatial PCA: the spots projected on axes of the neighbourhood average; False gives scanpy's PCA."""
+    import scanpy as sc
+
+    adata = ae.datasets.synthetic(n_spots=1500, n_domains=4, noise=0.8, random_state=0)
+    truth = adata.obs["transcriptomics_group"].to_numpy()
+    spatial = ae.pp.prepare(adata, n_clusters=4, morphology_key=None, copy=True)
+    plain = ae.pp.prepare(adata, n_clusters=4, morphology_key=None, spatial_pca=False, copy=True)
+    params = spatial.uns["aestetik"]["prepare"]["params"]
+    assert params["spatial_pca"] is True
+    assert params["n_top_genes"] == 5000
+    assert plain.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is False
+    # False is scanpy's PCA of the log-normalised counts (50 genes < n_top_genes: all of them)
+    ref = adata.copy()
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    sc.pp.pca(ref, n_comps=15, random_state=0)
+    np.testing.assert_allclose(np.abs(plain.obsm["X_pca"]), np.abs(ref.obsm["X_pca"]), rtol=1e-4, atol=1e-4)
+    # True: the recorded transform reproduces the stored PCs from the spots' own expression
+    transform = spatial.uns["aestetik"]["prepare"]["transforms"]["transcriptomics"]
+    x = np.log1p(_normalised(adata))[:, transform["hvg"]]
+    np.testing.assert_allclose(
+        (x - transform["mean"]) @ transform["components"], spatial.obsm["X_pca"], rtol=1e-4, atol=1e-3
+    )
+    # the leading axes separate the domains of the neighbourhoods better than the spots' own axes
+    from sklearn.metrics import silhouette_score
+
+    assert silhouette_score(spatial.obsm["X_pca"][:, :3], truth) > silhouette_score(plain.obsm["X_pca"][:, :3], truth)
+
+
+def test_spatial_pca_is_off_for_single_cells_by_default():
+    adata = ae.datasets.starmap_bz5()
+    cells = ae.pp.prepare(adata, n_clusters=4, coords="cells", copy=True)
+    assert cells.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is False
+    plain = ae.pp.prepare(adata, n_clusters=4, coords="cells", spatial_pca=False, copy=True)
+    np.testing.assert_array_equal(cells.obsm["X_pca"], plain.obsm["X_pca"])
+    spatial = ae.pp.prepare(adata, n_clusters=4, coords="cells", spatial_pca=True, copy=True)
+    assert spatial.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is True
+    assert not np.allclose(np.abs(spatial.obsm["X_pca"]), np.abs(plain.obsm["X_pca"]), atol=1e-3)
+
+
+def _normalised(adata):
+    x = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float64)
+    return x / x.sum(1, keepdims=True) * 1e4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"spatial_pca": "yes"}, "spatial_pca"), ({"n_top_genes": 0}, "n_top_genes")]
+)
+def test_bad_pca_options_are_refused(small, kwargs, match):
+    before = set(small.obsm)
+    with pytest.raises((TypeError, ValueError), match=match):
+        ae.pp.prepare(small, **kwargs)
+    assert set(small.obsm) == before

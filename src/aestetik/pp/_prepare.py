@@ -18,6 +18,7 @@ from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_choice,
     assert_finite,
+    assert_int,
     assert_n_clusters,
     assert_n_jobs,
     assert_not_view,
@@ -60,6 +61,8 @@ def prepare(
     coords: Coords = DEFAULT_COORDS,
     batch_key: str | None = None,
     n_comps: int = 15,
+    n_top_genes: int = 5000,
+    spatial_pca: bool | None = None,
     pseudo_label_smoothing: float | None = None,
     n_jobs: int | None = None,
     random_state: int = 0,
@@ -98,10 +101,10 @@ def prepare(
     ----------
     {adata}
     transcriptomics_key
-        ``adata.obsm`` key of the transcriptomics representation. When absent, a standard PCA of ``X``
-        (log1p unless ``uns['log1p']`` exists, after per-spot normalisation when ``X`` holds integer counts;
-        3000 highly variable genes, centred but not scaled, ``n_comps`` components) is computed on a copy and stored under
-        this key; ``X`` is left unchanged.
+        ``adata.obsm`` key of the transcriptomics representation. When absent, PCs of ``X`` (log1p unless
+        ``uns['log1p']`` exists, after per-spot normalisation when ``X`` holds integer counts; ``n_top_genes``
+        highly variable genes, centred but not scaled, ``n_comps`` components; axes as ``spatial_pca`` says) are
+        computed on a copy and stored under this key; ``X`` is left unchanged.
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
         train on transcriptomics and neighbourhood only. ``'auto'`` uses ``obsm['X_morphology']`` if
@@ -142,6 +145,19 @@ def prepare(
         ``adata.obs`` column naming the sample of each spot; windows never reach into another sample.
     n_comps
         Components of the transcriptomics PCA computed when ``transcriptomics_key`` is absent.
+    n_top_genes
+        Highly variable genes (scanpy's ``'seurat'`` flavour on the log values) of that PCA; all genes when there
+        are fewer.
+    spatial_pca
+        Whether that PCA takes its axes from the expression averaged over each spot's neighbourhood (the
+        Gaussian of ``pseudo_label_smoothing``, per sample) instead of from the single spots; each spot's own
+        expression is then projected onto these axes, so the network still sees the spot itself. The axes then
+        follow the variation between neighbourhoods (layers, regions), which is what the pseudo-labels cluster,
+        rather than the counting noise of single spots; with 5,000 genes this lifted DLPFC 151674 from 0.512 to
+        0.634 and the mean over the sections measured, none lower by more than 0.01 (see the method page). ``False``: scanpy's PCA of the spots, as published.
+        ``None`` (default): ``True`` on a lattice (spots, bins) and ``False`` for single cells
+        (``coords='cells'``), where the neighbourhood axes lowered the one section measured (STARmap: ARI 0.818
+        against 0.872).
     pseudo_label_smoothing
         Width ``sigma``, in spot spacings, of the Gaussian neighbourhood average of each representation that is
         clustered into pseudo-labels (per sample, within ``3 * sigma``; on a hexagonal lattice rows are
@@ -223,6 +239,10 @@ def prepare(
         msg = f"`pseudo_label_smoothing` must be a number >= 0 (spot spacings; 0 turns it off) or None (the default), got {pseudo_label_smoothing!r}."
         raise ValueError(msg)
     n_jobs = assert_n_jobs(n_jobs)
+    assert_int(n_top_genes=n_top_genes)
+    if spatial_pca is not None and not isinstance(spatial_pca, bool | np.bool_):
+        msg = f"`spatial_pca` must be True, False or None (the default), got {spatial_pca!r}."
+        raise TypeError(msg)
     if isinstance(n_clusters, float) and clustering_method in ("bgm", "kmeans"):
         msg = f"A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int for {clustering_method!r}."
         raise ValueError(msg)
@@ -289,12 +309,20 @@ def prepare(
             morphology_key, auto_morphology = None, False
         else:
             m = morphology.embedding
-    if compute_pca and ref is None:
-        t, pca_transform = transcriptomics_pca(adata, n_comps=n_comps, n_top_genes=3000, random_state=random_state)
-    t = np.asarray(t, dtype=np.float32)
     kind, positions = layout.kind, layout.positions
     if pseudo_label_smoothing is None:
         pseudo_label_smoothing = CELL_SMOOTHING if layout.record["source"] == "cells" else DEFAULT_SMOOTHING
+    if spatial_pca is None:
+        spatial_pca = layout.record["source"] != "cells"
+    if compute_pca and ref is None:
+        t, pca_transform = transcriptomics_pca(
+            adata,
+            n_comps=n_comps,
+            n_top_genes=n_top_genes,
+            random_state=random_state,
+            smoothing=(positions, samples, pseudo_label_smoothing) if spatial_pca else None,
+        )
+    t = np.asarray(t, dtype=np.float32)
     logg.info(f"    {describe(layout)}")
 
     def pseudo_labels(x: np.ndarray, key: str):
@@ -361,6 +389,8 @@ def prepare(
         "coords": list(layout.columns),
         "batch_key": batch_key or "",
         "n_comps": int(n_comps),
+        "n_top_genes": int(n_top_genes),
+        "spatial_pca": bool(spatial_pca),
         "pseudo_label_smoothing": float(pseudo_label_smoothing),
         "random_state": int(random_state),
         "reference": "" if ref is None else ref.source,

@@ -12,14 +12,21 @@ if TYPE_CHECKING:
 
 
 def transcriptomics_pca(
-    adata: AnnData, *, n_comps: int, n_top_genes: int, random_state: int
+    adata: AnnData,
+    *,
+    n_comps: int,
+    n_top_genes: int,
+    random_state: int,
+    smoothing: tuple[np.ndarray, np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """PCA of ``X`` (log1p unless logged, highly variable genes, centred, not scaled) computed on a copy.
 
     Genes are not scaled to unit variance: on sparse spot data that would give a gene seen in a few spots,
-    whose variance is mostly counting noise, the weight of a layer marker (see the method page). Also returns the
-    transform (genes, normalisation, highly variable genes, mean and loadings) that
-    :func:`aestetik._model._transforms.project_expression` applies to new sections.
+    whose variance is mostly counting noise, the weight of a layer marker (see the method page). With
+    ``smoothing = (positions, samples, sigma)`` the axes are those of the expression averaged over each spot's
+    neighbourhood (:func:`aestetik._space._smoothing.smoothed_principal_axes`) and every spot's own expression is
+    projected onto them; without, scanpy's PCA. Also returns the transform (genes, normalisation, highly variable
+    genes, mean and loadings) that :func:`aestetik._model._transforms.project_expression` applies to new sections.
     """
     import scanpy as sc
     from anndata import AnnData
@@ -48,8 +55,20 @@ def transcriptomics_pca(
         hvg = np.flatnonzero(tmp.var["highly_variable"].to_numpy())
         tmp = tmp[:, hvg].copy()
     n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
-    sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
-    mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
+    if smoothing is None:
+        sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
+        mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
+        components = np.asarray(tmp.varm["PCs"], dtype=np.float64)
+        pcs = tmp.obsm["X_pca"]
+    else:
+        from aestetik._space._smoothing import smoothed_principal_axes
+
+        positions, samples, sigma = smoothing
+        mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
+        components = smoothed_principal_axes(
+            tmp.X, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
+        )
+        pcs = np.asarray(tmp.X @ components, dtype=np.float64) - mean @ components
     transform = {
         "genes": genes,
         "hvg": hvg.astype(np.int64),
@@ -57,6 +76,6 @@ def transcriptomics_pca(
         "target_sum": 1e4,
         "log1p": bool(log1p),
         "mean": mean,
-        "components": np.asarray(tmp.varm["PCs"], dtype=np.float64),
+        "components": components,
     }
-    return tmp.obsm["X_pca"].astype(np.float32), transform
+    return np.asarray(pcs, dtype=np.float32), transform

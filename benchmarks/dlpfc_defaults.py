@@ -35,6 +35,11 @@ CONFIGS = {
         "package defaults without morphology, on the PCA of genes scaled to unit variance (before 0.5)",
     ),
     "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
+    "former PCA, RNA only": (
+        {"morphology_key": None, "spatial_pca": False, "n_top_genes": 3000},
+        "as 'default, RNA only' with the transcriptomics PCA before issue 19's spatial PCA (spot axes, 3000 HVGs)",
+    ),
+    # the configurations below ran with the former PCA (3000 HVGs, spot axes) and were not rerun since
     # "default" and the configurations with morphology: the defaults before issue 19, when `morphology_key='auto'`
     # computed morphology from the lowres image; it now leaves it out (4.3 px per spot), so it is computed first
     "default": (

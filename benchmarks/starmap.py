@@ -51,6 +51,11 @@ VARIANTS = {
     "smoothing 4 sites": ({"pseudo_label_smoothing": 4.0}, 0.5, "pseudo-label smoothing sigma of four grid sites"),
     "15 PCs": ({"n_comps": 15}, 0.5, "15 transcriptomics PCs"),
     "30 PCs": ({"n_comps": 30}, 0.5, "30 transcriptomics PCs"),
+    "PCA axes of the neighbourhoods": (
+        {"spatial_pca": True},
+        0.5,
+        "prepare(spatial_pca=True), the default on lattices: PCA axes of the expression averaged over 3 sites",
+    ),
 }
 
 

@@ -56,6 +56,7 @@ CONFIGS = {
     "of domains) instead of k-means; morphology_key='auto' (no lowres image on DLPFC)",
     "spatial PCA, 5000 HVGs": "the transcriptomics PCs of prepare take their axes from the neighbourhood-averaged "
     "expression of 5,000 HVGs (prepare(spatial_pca=None, n_top_genes=5000): the package defaults now)",
+    "spatial PCA, Louvain domains": "the current defaults with domains by Louvain (tl.cluster(method='louvain'))",
 }
 
 #: The transcriptomics PCA of the defaults before "spatial PCA, 5000 HVGs" was adopted; every config but that one
@@ -64,7 +65,7 @@ FORMER_PCA = {"spatial_pca": False, "n_top_genes": 3000}
 
 
 #: The method of ``tl.cluster`` per config (k-means, the former default, for the others).
-CLUSTER_METHOD = {"Louvain domains": "louvain"}
+CLUSTER_METHOD = {"Louvain domains": "louvain", "spatial PCA, Louvain domains": "louvain"}
 
 
 def load(section: str, seed: int, data: Path):
@@ -111,7 +112,7 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
         adata, k = load(section, seed, data)
         synthetic = "synthetic" in SECTIONS[section]
         prepare_kw: dict = {"n_clusters": k, "random_state": seed}
-        if config != "spatial PCA, 5000 HVGs":
+        if not config.startswith("spatial PCA"):
             prepare_kw.update(FORMER_PCA)
         if synthetic:
             prepare_kw["morphology_key"] = "X_morphology"

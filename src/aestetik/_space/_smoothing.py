@@ -109,6 +109,8 @@ def smoothed_principal_axes(
     follow scikit-learn's ``svd_flip`` (the largest loading of each axis is positive). ``sigma = 0`` gives the
     principal axes of ``x`` itself.
     """
+    from sklearn.utils.extmath import svd_flip
+
     n, g = x.shape
     cache = None
     if sigma > 0 and n <= KERNEL_CACHE_MAX_SPOTS:
@@ -156,7 +158,5 @@ def smoothed_principal_axes(
         z, _ = np.linalg.qr(st_dot(q))
         q, _ = np.linalg.qr(s_dot(z))
     _, _, vt = np.linalg.svd(st_dot(q).T, full_matrices=False)
-    axes = vt[:n_comps].T
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    signs[signs == 0] = 1
-    return axes * signs
+    _, vt = svd_flip(None, vt[:n_comps], u_based_decision=False)
+    return vt.T

@@ -55,16 +55,15 @@ def transcriptomics_pca(
         hvg = np.flatnonzero(tmp.var["highly_variable"].to_numpy())
         tmp = tmp[:, hvg].copy()
     n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
+    mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
     if smoothing is None:
         sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
-        mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
         components = np.asarray(tmp.varm["PCs"], dtype=np.float64)
         pcs = tmp.obsm["X_pca"]
     else:
         from aestetik._space._smoothing import smoothed_principal_axes
 
         positions, samples, sigma = smoothing
-        mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
         components = smoothed_principal_axes(
             tmp.X, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
         )

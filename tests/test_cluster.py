@@ -100,11 +100,62 @@ def test_mixture_with_empty_components_is_relabelled(monkeypatch):
     # a mixture with 6 components that used only components 1 and 4
     used = np.array([4, 1, 1, 4, 4, 1, 1, 4])
     proba = np.linspace(0.5, 1.0, 8)
-    monkeypatch.setattr(_clustering, "_bgm", lambda x, k, seed, fit_rows=None, n_jobs=1: (used, proba))
+    monkeypatch.setattr(
+        _clustering, "_bgm", lambda x, k, seed, fit_rows=None, n_jobs=1, n_components=None, inits=None: (used, proba)
+    )
     res = cluster_features(np.zeros((8, 2)), 6, method="bgm")
     np.testing.assert_array_equal(res.labels, [1, 0, 0, 1, 1, 0, 0, 1])
     assert res.n_clusters == 2
     np.testing.assert_array_equal(res.proba, proba)
+
+
+def test_merge_components_joins_the_closest_means_under_the_shared_covariance():
+    # the covariance is wide along the first axis: means 3 apart along it are closer (Mahalanobis 1) than means
+    # 2 apart along the second axis (Mahalanobis 2); euclidean distances would merge components 0 and 2 first
+    means = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 2.0], [20.0, 20.0]])
+    cov = np.diag([9.0, 1.0])
+    weights = np.full(4, 0.25)
+    np.testing.assert_array_equal(_mixture.merge_components(means, cov, weights, 4), [0, 1, 2, 3])
+    np.testing.assert_array_equal(_mixture.merge_components(means, cov, weights, 3), [0, 0, 1, 2])
+    np.testing.assert_array_equal(_mixture.merge_components(means, cov, weights, 2), [0, 0, 0, 1])
+    np.testing.assert_array_equal(_mixture.merge_components(means, cov, weights, 1), [0, 0, 0, 0])
+    # the merged group sits at its weight-averaged mean: component 0 carries the weight, so {0, 1} is at
+    # (0.03, 0), 2.0 from component 2 (Mahalanobis), nearer than component 3 -- and component 4 at (5.5, 0)
+    # is 1.8 from it, so it joins before component 2 does
+    means5 = np.vstack([means, [5.5, 0.0]])
+    weights5 = np.array([0.99, 0.01, 0.3, 0.3, 0.3])
+    np.testing.assert_array_equal(_mixture.merge_components(means5, cov, weights5, 3), [0, 0, 1, 2, 0])
+    with pytest.raises(ValueError, match="Cannot merge 4"):
+        _mixture.merge_components(means, cov, weights, 5)
+
+
+def test_bgm_with_more_components_merges_a_band_into_one_cluster():
+    # a band 12 long (two mixture components) and two round blobs: 4 components merged into 3 clusters
+    rng = np.random.default_rng(0)
+    band = np.column_stack([rng.uniform(0, 12, 200), rng.normal(0, 0.3, 200)])
+    left, right = rng.normal([0, 6], 0.3, (100, 2)), rng.normal([12, 6], 0.3, (100, 2))
+    x, truth = np.vstack([band, left, right]), np.repeat([0, 1, 2], [200, 100, 100])
+    res = cluster_features(x, 3, method="bgm", n_components=4)
+    assert res.n_clusters == 3
+    assert adjusted_rand_score(truth, res.labels) == 1.0
+    # the confidence is the summed posterior of the merged components
+    bgm = _mixture.best_bgm(x, 4, 0)
+    groups = _mixture.merge_components(bgm.means_, bgm.covariances_, bgm.weights_, 3)
+    merged = np.column_stack([bgm.predict_proba(x)[:, groups == g].sum(1) for g in range(3)])
+    np.testing.assert_allclose(res.proba, merged.max(1))
+    assert len(np.unique(groups[bgm.predict(band)])) == 1  # the band's two components went to one cluster
+    assert len(np.unique(bgm.predict(band))) == 2
+    # n_components == n_clusters is the plain mixture
+    plain = cluster_features(x, 3, method="bgm", n_components=3)
+    np.testing.assert_array_equal(plain.labels, cluster_features(x, 3, method="bgm").labels)
+
+
+@pytest.mark.parametrize(
+    ("n_clusters", "method", "n_components"), [(4, "kmeans", 5), (4, "bgm", 3), (4, "bgm", 101), (0.5, "leiden", 5)]
+)
+def test_cluster_features_rejects_n_components(n_clusters, method, n_components):
+    with pytest.raises(ValueError, match="n_components"):
+        cluster_features(blobs()[0], n_clusters, method=method, n_components=n_components)
 
 
 def test_bgm_retries_with_larger_reg_covar(monkeypatch):

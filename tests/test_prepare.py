@@ -108,6 +108,10 @@ def test_prepare_several_samples():
         ({"n_clusters": 0.5}, None, ValueError, "resolution"),
         ({"n_jobs": 0}, None, ValueError, "n_jobs"),
         ({"n_jobs": 1.5}, None, ValueError, "n_jobs"),
+        ({"mixture_components": 2}, None, ValueError, "at least n_clusters"),
+        ({"mixture_components": 4, "clustering_method": "kmeans"}, None, ValueError, "mixture_components"),
+        ({"mixture_components": 4.0}, None, ValueError, "mixture_components"),
+        ({"mixture_starts": 0}, None, ValueError, "mixture_starts"),
         (
             {"morphology_key": "X_morphology"},
             lambda a: a.obsm["X_morphology"].__setitem__(slice(None), 1.0),
@@ -153,3 +157,43 @@ def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
     with pytest.raises(ValueError, match="single spot"):
         ae.pp.prepare(adata, n_clusters=3)
     _assert_unchanged(adata, snap)
+
+
+def test_prepare_mixture_components_and_starts(monkeypatch):
+    from aestetik._domains import _mixture
+    from aestetik.pp import _prepare
+
+    calls = []
+    real = _prepare.cluster_features
+
+    def recorded(x, n_clusters, **kwargs):
+        calls.append((n_clusters, kwargs["n_components"], kwargs["bgm_inits"]))
+        return real(x, n_clusters, **kwargs)
+
+    monkeypatch.setattr(_prepare, "cluster_features", recorded)
+    adata = make_small()
+    # the default: the published mixture, as many components as clusters, 10 random starts and one from k-means
+    ae.pp.prepare(adata, morphology_key=None, n_clusters=3)
+    assert calls == [(3, None, _mixture.BGM_INITS)]
+    params = adata.uns["aestetik"]["prepare"]["params"]
+    assert (params["mixture_components"], params["mixture_starts"]) == (3, 10)
+    calls.clear()
+    # both modalities: 4 components merged into 3 pseudo-labels, best of 21 starts
+    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=3, mixture_components=4, mixture_starts=20)
+    inits = (("random", 20), ("kmeans", 1))
+    assert calls == [(3, 4, inits)] * 2
+    rec = adata.uns["aestetik"]["prepare"]
+    assert (rec["params"]["mixture_components"], rec["params"]["mixture_starts"]) == (4, 20)
+    assert rec["n_clusters_transcriptomics"] == 3
+    assert list(adata.obs["aestetik_transcriptomics_cluster"].cat.categories) == ["0", "1", "2"]
+    # the labels are those of the merged mixture on the smoothed PCs
+    from aestetik._space._smoothing import gaussian_smooth, physical_positions
+
+    positions = physical_positions(adata.obsm["aestetik_lattice"], "hex")
+    x = gaussian_smooth(adata.obsm["X_pca"].astype(np.float32), positions, np.zeros(adata.n_obs, np.int32), sigma=1.0)
+    expected = real(x, 3, n_components=4, bgm_inits=inits).labels
+    np.testing.assert_array_equal(adata.obs["aestetik_transcriptomics_cluster"].astype(int), expected)
+    calls.clear()
+    ae.pp.prepare(adata, morphology_key=None, n_clusters=3, clustering_method="kmeans")
+    assert calls[0][:2] == (3, None)
+    assert adata.uns["aestetik"]["prepare"]["params"]["mixture_components"] == 0

@@ -97,6 +97,8 @@ def cluster_features(
     random_state: int = 0,
     max_fit_spots: int | None = None,
     n_jobs: int = 1,
+    n_components: int | None = None,
+    bgm_inits: tuple[tuple[str, int], ...] | None = None,
 ) -> ClusterResult:
     """Cluster the rows of ``x`` into ``n_clusters`` groups (or at resolution ``n_clusters`` for graph methods).
 
@@ -105,7 +107,10 @@ def cluster_features(
     100,000 for k-means) and then predict every row; ``'leiden'``/``'louvain'`` partition the graph of at most
     50,000 random rows, and every other row takes the majority label of its :data:`PREDICT_NEIGHBORS` nearest
     partitioned rows. The mixture's starts run in ``n_jobs`` processes (joblib's meaning; the result does not
-    depend on it).
+    depend on it). ``n_components`` (``'bgm'`` only; default ``n_clusters``) fits a mixture of that many
+    components and merges the most overlapping ones into ``n_clusters`` clusters
+    (:func:`~aestetik._domains._mixture.merge_components`); ``bgm_inits`` are its starts (default
+    :data:`~aestetik._domains._mixture.BGM_INITS`).
     """
     if method not in CLUSTER_METHODS:
         msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
@@ -123,6 +128,12 @@ def cluster_features(
     if is_int and not 1 <= n_clusters <= x.shape[0]:
         msg = f"n_clusters={n_clusters} must be between 1 and the number of rows ({x.shape[0]})."
         raise ValueError(msg)
+    if n_components is not None and (method != "bgm" or not is_int or not n_clusters <= n_components <= x.shape[0]):
+        msg = (
+            f"n_components={n_components} needs method='bgm' and an int between n_clusters ({n_clusters}) and the "
+            f"number of rows ({x.shape[0]})."
+        )
+        raise ValueError(msg)
 
     proba = resolution = None
     limit = MAX_FIT_SPOTS.get(method, 0) if max_fit_spots is None else int(max_fit_spots)
@@ -131,7 +142,7 @@ def cluster_features(
         rng = np.random.default_rng(random_state)
         fit_rows = np.sort(rng.choice(x.shape[0], size=limit, replace=False))
     if method == "bgm":
-        labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs)
+        labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs, n_components, bgm_inits)
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:

@@ -29,22 +29,83 @@ BGM_INITS: tuple[tuple[str, int], ...] = (("random", 10), ("kmeans", 1))
 
 
 def _bgm(
-    x: np.ndarray, n_clusters: int, random_state: int, fit_rows: np.ndarray | None = None, n_jobs: int = 1
+    x: np.ndarray,
+    n_clusters: int,
+    random_state: int,
+    fit_rows: np.ndarray | None = None,
+    n_jobs: int = 1,
+    n_components: int | None = None,
+    inits: tuple[tuple[str, int], ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of :data:`BGM_INITS`."""
+    """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of ``inits`` (see :func:`best_bgm`).
+
+    With ``n_components > n_clusters`` the mixture has ``n_components`` components, which
+    :func:`merge_components` joins into ``n_clusters`` clusters; a spot's cluster is the one with the largest
+    summed posterior, its confidence that sum.
+    """
     data = x if fit_rows is None else x[fit_rows]
-    bgm = best_bgm(data, n_clusters, random_state, n_jobs=n_jobs)
-    labels = bgm.predict(x)
-    proba = bgm.predict_proba(x).max(axis=1)
-    return labels, proba
+    n_components = n_clusters if n_components is None else int(n_components)
+    bgm = best_bgm(data, n_components, random_state, n_jobs=n_jobs, inits=inits)
+    posterior = bgm.predict_proba(x)
+    if n_components == n_clusters:
+        return bgm.predict(x), posterior.max(axis=1)
+    groups = merge_components(bgm.means_, bgm.covariances_, bgm.weights_, n_clusters)
+    merged = np.zeros((x.shape[0], n_clusters), dtype=posterior.dtype)
+    np.add.at(merged.T, groups, posterior.T)
+    return merged.argmax(axis=1), merged.max(axis=1)
+
+
+def merge_components(means: np.ndarray, covariance: np.ndarray, weights: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The cluster (``0..n_clusters-1``) of each component of a tied-covariance mixture, by merging overlaps.
+
+    A mixture component is not a cluster (Hennig 2010, "Methods for merging Gaussian mixture components"): a
+    group of spots that is not Gaussian, such as a band of tissue with a gradient across it, takes two
+    components. Repeatedly the two groups whose means are closest in the Mahalanobis distance of the shared
+    ``covariance`` are merged (for equal covariances this is the pair that overlaps most: the Bhattacharyya
+    distance is that distance squared over 8), the merged group's mean being the weight-averaged mean of its
+    components, until ``n_clusters`` groups remain. Groups are numbered by their first component.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    k = means.shape[0]
+    if not 1 <= n_clusters <= k:
+        msg = f"Cannot merge {k} mixture components into {n_clusters} clusters."
+        raise ValueError(msg)
+    precision = np.linalg.pinv(np.asarray(covariance, dtype=np.float64))
+    groups = np.arange(k)
+    centres = {i: (means[i], weights[i]) for i in range(k)}
+    while len(centres) > n_clusters:
+        ids = sorted(centres)
+        best = None
+        for i, a in enumerate(ids):
+            for b in ids[i + 1 :]:
+                d = centres[a][0] - centres[b][0]
+                dist = float(d @ precision @ d)
+                if best is None or dist < best[0]:
+                    best = (dist, a, b)
+        _, a, b = best
+        (ma, wa), (mb, wb) = centres[a], centres.pop(b)
+        total = wa + wb
+        centres[a] = ((wa * ma + wb * mb) / total if total > 0 else (ma + mb) / 2, total)
+        groups[groups == b] = a
+    return np.unique(groups, return_inverse=True)[1]
 
 
 def _lower_bound(model) -> float:
     return float(np.asarray(model.lower_bound_).reshape(-1)[-1])
 
 
-def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int = 1):
-    """The fitted mixture with the highest lower bound over the starts of :data:`BGM_INITS`, in ``n_jobs`` processes.
+def best_bgm(
+    x: np.ndarray,
+    n_clusters: int,
+    random_state: int,
+    *,
+    n_jobs: int = 1,
+    inits: tuple[tuple[str, int], ...] | None = None,
+):
+    """The fitted mixture with the highest lower bound over the starts of ``inits``, in ``n_jobs`` processes.
+
+    ``inits``: ``(init_params, n_init)`` pairs, default :data:`BGM_INITS`.
 
     Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
     responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
@@ -54,12 +115,13 @@ def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int =
     with 10x ``reg_covar``, as a whole (as its single sklearn fit would be). Entries other than ``'random'``
     have one start (further k-means starts would read a stream of no fixed length).
     """
-    if any(n_init != 1 for init, n_init in BGM_INITS if init != "random"):
+    inits = BGM_INITS if inits is None else inits
+    if any(n_init != 1 for init, n_init in inits if init != "random"):
         msg = "Only the 'random' initialisation can have several starts."
         raise AssertionError(msg)
     # one task per start: (entry of BGM_INITS, init, start)
-    starts = [(g, init, start) for g, (init, n_init) in enumerate(BGM_INITS) for start in range(n_init)]
-    reg_covar = [1e-6] * len(BGM_INITS)  # sklearn's default, per entry
+    starts = [(g, init, start) for g, (init, n_init) in enumerate(inits) for start in range(n_init)]
+    reg_covar = [1e-6] * len(inits)  # sklearn's default, per entry
     fits: list[Any] = [None] * len(starts)
     todo = list(range(len(starts)))
     for attempt in range(BGM_REG_COVAR_RETRIES + 1):
@@ -84,7 +146,7 @@ def best_bgm(x: np.ndarray, n_clusters: int, random_state: int, *, n_jobs: int =
     # the best start of each entry (first wins ties, as in sklearn), then the best entry (first wins ties)
     entry_best = [
         max((i for i, (h, _, _) in enumerate(starts) if h == g), key=lambda i: _lower_bound(fits[i]))
-        for g in range(len(BGM_INITS))
+        for g in range(len(inits))
     ]
     if any(not fits[i].converged_ for i in entry_best):
         logg.warning(

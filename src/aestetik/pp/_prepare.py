@@ -64,6 +64,8 @@ def prepare(
     n_top_genes: int = 5000,
     spatial_pca: bool | None = None,
     pseudo_label_smoothing: float | None = None,
+    mixture_components: int | None = None,
+    mixture_starts: int = 10,
     n_jobs: int | None = None,
     random_state: int = 0,
     reference: AnnData | str | PathLike | None = None,
@@ -119,7 +121,8 @@ def prepare(
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
         one cluster more than :func:`aestetik.tl.cluster`'s ``n_clusters`` can help (DLPFC 151676: ARI 0.590
-        instead of 0.557; worse on the synthetic sections; see the benchmarks page).
+        instead of 0.557 with the former PCA; worse on the synthetic sections), and ``mixture_components``
+        (below) did better on every DLPFC section measured (see the benchmarks page).
     {clustering_method}
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.
@@ -168,8 +171,22 @@ def prepare(
         the benchmark behind it) and, for single cells (``coords='cells'``), 3 sites of their grid, which averages
         about as many cells as 1 spot spacing does on Visium (a cell, unlike a spot, shows its layer only through
         its neighbours; STARmap: ARI 0.872 against 0.769 with 1 site, see the benchmarks page).
+    mixture_components
+        Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
+        ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the
+        mixture's shared covariance (the two that overlap most) are merged, again and again, until ``n_clusters``
+        remain: a band of tissue with a gradient across it takes two Gaussian components, and the merge keeps it
+        one pseudo-label instead of cutting another band in two. ``None`` (default): ``n_clusters``, the
+        published mixture. For layered tissue try ``n_clusters + 1`` with ``mixture_starts=40``: on the three DLPFC
+        sections measured it raised the ARI from 0.558 / 0.634 / 0.560 to 0.600 / 0.657 / 0.596 and the seeds
+        agreed within 0.008-0.024, but it lowered the synthetic sections of compact domains (hexagonal 0.952 to
+        0.842 over 6 seeds), so it is not the default (see the benchmarks page).
+    mixture_starts
+        Random starts of that mixture; one start from k-means is added and the fit with the highest lower bound
+        is kept. The published 10 by default.
     n_jobs
-        Worker processes for the starts of the mixture (``clustering_method='bgm'``: 11 per modality); ``None``
+        Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
+        modality); ``None``
         uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. The
         workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
         thousands of spots and more.
@@ -240,6 +257,19 @@ def prepare(
         raise ValueError(msg)
     n_jobs = assert_n_jobs(n_jobs)
     assert_int(n_top_genes=n_top_genes)
+    if mixture_components is not None:
+        assert_int(mixture_components=mixture_components)
+        if (
+            clustering_method != "bgm"
+            or not isinstance(n_clusters, int | np.integer)
+            or mixture_components < n_clusters
+        ):
+            msg = (
+                f"`mixture_components` ({mixture_components}) is for clustering_method='bgm' with an int `n_clusters`, "
+                f"and must be at least n_clusters ({n_clusters}); pass `mixture_components=None` otherwise."
+            )
+            raise ValueError(msg)
+    assert_int(mixture_starts=mixture_starts)
     if spatial_pca is not None and not isinstance(spatial_pca, bool | np.bool_):
         msg = f"`spatial_pca` must be True, False or None (the default), got {spatial_pca!r}."
         raise TypeError(msg)
@@ -333,7 +363,15 @@ def prepare(
             )
             raise ValueError(msg)
         x = gaussian_smooth(x, positions, samples, sigma=pseudo_label_smoothing)
-        res = cluster_features(x, n_clusters, method=clustering_method, random_state=random_state, n_jobs=n_jobs)
+        res = cluster_features(
+            x,
+            n_clusters,
+            method=clustering_method,
+            random_state=random_state,
+            n_jobs=n_jobs,
+            n_components=mixture_components,
+            bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
+        )
         sizes = np.bincount(res.labels)
         if res.n_clusters > 1 and np.any(sizes == 1):
             msg = (
@@ -392,6 +430,8 @@ def prepare(
         "n_top_genes": int(n_top_genes),
         "spatial_pca": bool(spatial_pca),
         "pseudo_label_smoothing": float(pseudo_label_smoothing),
+        "mixture_components": int(mixture_components or n_clusters) if clustering_method == "bgm" else 0,
+        "mixture_starts": int(mixture_starts),
         "random_state": int(random_state),
         "reference": "" if ref is None else ref.source,
         "aestetik_version": __version__,

@@ -58,3 +58,20 @@ def run_logged(script: str, tasks: list[tuple[str, str, int]], data: Path, log: 
 
     with ThreadPoolExecutor(jobs) as pool:
         return list(pool.map(one, tasks))
+
+
+def spread_table(first: str, sections: list[str], rows: dict[str, list[list[float]]]) -> str:
+    """Markdown: per row name, the mean (min-max) over seeds in each section, the mean over sections and the
+    largest seed spread (max - min) of any section. ``rows[name][i]`` holds the values of ``sections[i]``."""
+    import numpy as np
+
+    lines = [
+        f"| {first} | " + " | ".join(sections) + " | mean | largest seed spread |",
+        "|" + "---|" * (len(sections) + 3),
+    ]
+    for name, values in rows.items():
+        cells = [f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" for v in values]
+        spread = max(max(v) - min(v) for v in values)
+        mean = np.mean([np.mean(v) for v in values])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} | {spread:.3f} |")
+    return "\n".join(lines)

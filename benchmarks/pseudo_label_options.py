@@ -22,7 +22,7 @@ import os
 import platform
 from pathlib import Path
 
-from _results import read_runs, run_logged, write_results
+from _results import read_runs, run_logged, spread_table, write_results
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = {
@@ -157,30 +157,21 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]), args.data)))
         return
-    import numpy as np
-
     log = HERE / "results" / "pseudo_label_options.jsonl"
     done = [r for r in read_runs(log) if r["seed"] in args.seeds]
     have = {(r["section"], r["option"], r["seed"]) for r in done}
     tasks = [(s, o, seed) for o in OPTIONS for s in SECTIONS for seed in args.seeds if (s, o, seed) not in have]
 
     runs = done + run_logged(__file__, tasks, args.data, log, args.jobs)
-    lines = [
-        "| option | " + " | ".join(SECTIONS) + " | mean | largest seed spread |",
-        "|" + "---|" * (len(SECTIONS) + 3),
-    ]
-    for name in OPTIONS:
-        values = [[r["ari"] for r in runs if r["option"] == name and r["section"] == s] for s in SECTIONS]
-        cells = [f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})" for v in values]
-        spread = max(max(v) - min(v) for v in values)
-        lines.append(
-            f"| {name} | " + " | ".join(cells) + f" | {np.mean([np.mean(v) for v in values]):.3f} | {spread:.3f} |"
-        )
+    rows = {
+        name: [[r["ari"] for r in runs if r["option"] == name and r["section"] == s] for s in SECTIONS]
+        for name in OPTIONS
+    }
     device = f"CPU ({platform.machine()}, {os.cpu_count()} cores), 1 thread per run"
     text = (
         "ARI of the transcriptomics pseudo-labels of `ae.pp.prepare` (7 clusters, no morphology, the package's "
         "representation) with one step of the pseudo-labelling replaced; mean (min-max) over prepare seeds "
-        f"{args.seeds}; {device}.\n\n" + "\n".join(lines)
+        f"{args.seeds}; {device}.\n\n" + spread_table("option", list(SECTIONS), rows)
     )
     write_results(HERE / "results", "pseudo_label_options", text, {"device": device, "runs": runs})
 

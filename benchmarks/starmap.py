@@ -56,6 +56,12 @@ VARIANTS = {
         0.5,
         "prepare(spatial_pca=True), the default on lattices: PCA axes of the expression averaged over 3 sites",
     ),
+    "merged pseudo-label mixture (5 components into 4, 41 starts)": (
+        {"mixture_components": N_DOMAINS + 1, "mixture_starts": 40},
+        0.5,
+        "prepare(mixture_components=5, mixture_starts=40): the two most overlapping of 5 mixture components merged, "
+        "best of 41 starts (the DLPFC option of the benchmarks page)",
+    ),
 }
 
 

@@ -24,6 +24,8 @@ from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
 
+#: The transcriptomics PCA before issue 19's spatial PCA (spot axes, 3000 HVGs).
+FORMER_PCA = {"spatial_pca": False, "n_top_genes": 3000}
 CONFIGS = {
     # name: (prepare kwargs, description)
     "published pseudo-labels, RNA only": (
@@ -36,23 +38,30 @@ CONFIGS = {
     ),
     "default, RNA only": ({"morphology_key": None}, "package defaults without morphology"),
     "former PCA, RNA only": (
-        {"morphology_key": None, "spatial_pca": False, "n_top_genes": 3000},
+        {"morphology_key": None, **FORMER_PCA},
         "as 'default, RNA only' with the transcriptomics PCA before issue 19's spatial PCA (spot axes, 3000 HVGs)",
     ),
-    # the configurations below ran with the former PCA (3000 HVGs, spot axes) and were not rerun since
+    "lowres morphology": (
+        {"morphology_key": "X_morphology"},
+        "as 'default, RNA only' plus morphology from the lowres H&E (aestetik.pp.morphology first), weight 1.5",
+    ),
+    # the configurations below ran with the former PCA (3000 HVGs, spot axes), which they pin
     # "default" and the configurations with morphology: the defaults before issue 19, when `morphology_key='auto'`
     # computed morphology from the lowres image; it now leaves it out (4.3 px per spot), so it is computed first
     "default": (
-        {"morphology_key": "X_morphology"},
+        {"morphology_key": "X_morphology", **FORMER_PCA},
         "morphology from the H&E image (lowres), weight 1.5: the defaults before issue 19",
     ),
-    "morphology weight 1": ({"morphology_key": "X_morphology"}, "as 'default' with fit(morphology_weight=1.0)"),
+    "morphology weight 1": (
+        {"morphology_key": "X_morphology", **FORMER_PCA},
+        "as 'default' with fit(morphology_weight=1.0)",
+    ),
     "8 pseudo-label clusters, RNA only": (
-        {"morphology_key": None, "n_clusters": 8},
+        {"morphology_key": None, "n_clusters": 8, **FORMER_PCA},
         "package defaults without morphology, pseudo-labels with one cluster more than the 7 domains",
     ),
     "8 pseudo-label clusters": (
-        {"n_clusters": 8, "morphology_key": "X_morphology"},
+        {"n_clusters": 8, "morphology_key": "X_morphology", **FORMER_PCA},
         "package defaults (image morphology), pseudo-labels with one cluster more than the 7 domains",
     ),
 }

@@ -113,8 +113,8 @@ def prepare(
         present, else computes it with :func:`aestetik.pp.morphology` (defaults; per library with
         ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image whose
         spots are at least 10 pixels wide, else trains without morphology. Under 10 pixels (Visium's lowres
-        image: about 4 px) a patch shows the tissue's colour rather than cells, and on every DLPFC section
-        measured such morphology lowered the ARI (see the benchmarks page); the log then says so and how to use
+        image: about 4 px) a patch shows the tissue's colour rather than cells, and on no DLPFC section measured
+        did such morphology raise the ARI (see the benchmarks page); the log then says so and how to use
         the image anyway (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
         ``uns[key_added]['prepare']['morphology_skipped']`` records it.
     n_clusters

@@ -3,7 +3,7 @@
 (a) Each section alone against one joint run (``pp.prepare(batch_key=...)``): ARI per section and on the two
 together with one label set. (b) A model trained on 151676, applied to 151674 (``pp.prepare(reference=...)``,
 ``tl.embed(model=...)``, ``tl.cluster(model=...)``), against the model trained on 151674 itself (the 'alone'
-run of (a)). Package defaults (morphology from the lowres image, 100 epochs, 1000 passes, k-means into 7), one
+run of (a)). Package defaults (100 epochs, 1000 passes, k-means into 7; no morphology from the lowres image), one
 thread per run, runs in parallel worker processes. Reads ``../shared/data`` beside the repository (or ``--data``); writes
 ``results/many_sections.{md,json}``.
 
@@ -96,7 +96,8 @@ def worker(kind: str, seed: int, data: Path, epochs: int | None) -> dict:
             s: ari(joint, "aestetik_transcriptomics_cluster", (joint.obs["library_id"] == s).to_numpy())
             for s in SECTIONS
         }
-        out["morphology_libraries"] = sorted(joint.uns["morphology"]["libraries"])
+        # the libraries morphology was computed for (none when their images are too coarse, the default on lowres)
+        out["morphology_libraries"] = sorted(joint.uns.get("morphology", {}).get("libraries", []))
         # why a joint run moves one section up and another down: the shared label set against clustering
         # each section's part of the joint embedding alone, and how section-specific the joint pseudo-labels are
         per_section = {}

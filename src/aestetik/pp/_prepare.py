@@ -180,14 +180,14 @@ def prepare(
         published mixture. For layered tissue try ``n_clusters + 1`` with ``mixture_starts=40``: on the three DLPFC
         sections measured it raised the ARI from 0.558 / 0.634 / 0.560 to 0.600 / 0.657 / 0.596 and the seeds
         agreed within 0.008-0.024, but it lowered the synthetic sections of compact domains (hexagonal 0.952 to
-        0.842 over 6 seeds), so it is not the default (see the benchmarks page).
+        0.842 over 6 seeds) and the single cells of STARmap (0.872 to 0.862), so it is not the default (see the
+        benchmarks page). The mixture then takes about 3.6 times as long.
     mixture_starts
         Random starts of that mixture; one start from k-means is added and the fit with the highest lower bound
         is kept. The published 10 by default.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
-        modality); ``None``
-        uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. The
+        modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. The
         workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
         thousands of spots and more.
     {random_state}

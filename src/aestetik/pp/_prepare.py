@@ -187,8 +187,8 @@ def prepare(
         is kept. The published 10 by default.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
-        modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not depend on it. The
-        workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
+        modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not
+        depend on it. The workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
         thousands of spots and more.
     {random_state}
     reference
@@ -262,11 +262,12 @@ def prepare(
         if (
             clustering_method != "bgm"
             or not isinstance(n_clusters, int | np.integer)
-            or mixture_components < n_clusters
+            or not n_clusters <= mixture_components <= adata.n_obs
         ):
             msg = (
                 f"`mixture_components` ({mixture_components}) is for clustering_method='bgm' with an int `n_clusters`, "
-                f"and must be at least n_clusters ({n_clusters}); pass `mixture_components=None` otherwise."
+                f"and must lie between n_clusters ({n_clusters}) and the number of spots ({adata.n_obs}); pass "
+                "`mixture_components=None` otherwise."
             )
             raise ValueError(msg)
     assert_int(mixture_starts=mixture_starts)

@@ -21,11 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _results import run_worker, thread_env, write_results
+from defaults_candidates import FORMER_PCA  # the transcriptomics PCA before issue 19's spatial PCA
 
 HERE = Path(__file__).resolve().parent
 
-#: The transcriptomics PCA before issue 19's spatial PCA (spot axes, 3000 HVGs).
-FORMER_PCA = {"spatial_pca": False, "n_top_genes": 3000}
 CONFIGS = {
     # name: (prepare kwargs, description)
     "published pseudo-labels, RNA only": (

@@ -119,7 +119,7 @@ def best_bgm(
     if any(n_init != 1 for init, n_init in inits if init != "random"):
         msg = "Only the 'random' initialisation can have several starts."
         raise AssertionError(msg)
-    # one task per start: (entry of BGM_INITS, init, start)
+    # one task per start: (entry of inits, init, start)
     starts = [(g, init, start) for g, (init, n_init) in enumerate(inits) for start in range(n_init)]
     reg_covar = [1e-6] * len(inits)  # sklearn's default, per entry
     fits: list[Any] = [None] * len(starts)

@@ -47,7 +47,7 @@ def worker(section: str, seed: int, data: Path) -> dict:
     from threadpoolctl import threadpool_limits
 
     import aestetik as ae
-    import aestetik.pp._prepare as prepare_module
+    import aestetik._domains._pseudo_labels as step1
     from aestetik._domains._clustering import cluster_features
     from aestetik._domains._scores import ari_known
 
@@ -63,7 +63,7 @@ def worker(section: str, seed: int, data: Path) -> dict:
             aris[name] = ari_known(adata.obs["ground_truth"], results[name].labels)
         return results[next(iter(OPTIONS))]
 
-    prepare_module.cluster_features = every_option
+    step1.cluster_features = every_option
     with threadpool_limits(1):
         ae.pp.prepare(adata, morphology_key=None, n_clusters=N_CLUSTERS, random_state=seed)
     return {"section": section, "option": "all", "seed": seed, "ari": aris}

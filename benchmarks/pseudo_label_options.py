@@ -106,7 +106,7 @@ def worker(section: str, option: str, seed: int, data: Path) -> dict:
     from threadpoolctl import threadpool_limits
 
     import aestetik as ae
-    import aestetik.pp._prepare as prepare_module
+    import aestetik._domains._pseudo_labels as step1
     from aestetik._domains._clustering import ClusterResult
     from aestetik._domains._scores import ari_known
     from aestetik._keys import Key
@@ -119,7 +119,7 @@ def worker(section: str, option: str, seed: int, data: Path) -> dict:
             labels = np.unique(choose(np.asarray(x), int(n_clusters), seed, value), return_inverse=True)[1]
             return ClusterResult(labels=labels, proba=None, resolution=None, n_clusters=int(labels.max()) + 1)
 
-        prepare_module.cluster_features = clustered
+        step1.cluster_features = clustered
     elif kind in ("covariance", "em"):
         base = sklearn.mixture.BayesianGaussianMixture
 
@@ -130,7 +130,7 @@ def worker(section: str, option: str, seed: int, data: Path) -> dict:
 
         sklearn.mixture.BayesianGaussianMixture = mixture  # what the package's starts construct
     elif kind == "features":
-        smooth = prepare_module.gaussian_smooth
+        smooth = step1.gaussian_smooth
 
         def features(x, positions, samples, sigma):
             near = smooth(x, positions, samples, sigma=sigma)
@@ -138,7 +138,7 @@ def worker(section: str, option: str, seed: int, data: Path) -> dict:
                 return np.concatenate([near, smooth(x, positions, samples, sigma=2 * sigma)], axis=1)
             return np.concatenate([np.sqrt(0.2) * x, np.sqrt(0.8) * near], axis=1)
 
-        prepare_module.gaussian_smooth = features
+        step1.gaussian_smooth = features
     sc.settings.n_jobs = 1
     with threadpool_limits(1):
         adata = ad.read_h5ad(data / SECTIONS[section])

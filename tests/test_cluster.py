@@ -158,6 +158,26 @@ def test_cluster_features_rejects_n_components(n_clusters, method, n_components)
         cluster_features(blobs()[0], n_clusters, method=method, n_components=n_components)
 
 
+def test_pseudo_labels_cluster_the_neighbourhood_average_and_name_the_input():
+    """Step 1: the smoothed representation clustered by `cluster_features`; the errors name the input."""
+    from aestetik._domains._pseudo_labels import pseudo_labels
+    from aestetik._space._smoothing import gaussian_smooth
+
+    x = blobs(n_per=25)[0].astype(np.float32)  # as prepare passes it
+    positions = square_lattice(10, 10).astype(np.float64)
+    samples = np.zeros(100, dtype=np.int32)
+    kw = {"n_clusters": 4, "method": "bgm", "random_state": 1, "n_components": 5}
+    inits = (("random", 3), ("kmeans", 1))
+    smoothed = gaussian_smooth(x, positions, samples, sigma=1.0)
+    assert not np.allclose(smoothed, x)
+    for sigma, features in [(1.0, smoothed), (0.0, x)]:  # sigma 0: the spots as they are
+        got = pseudo_labels(x, positions, samples, sigma=sigma, mixture_starts=3, **kw)
+        expected = cluster_features(features, bgm_inits=inits, **kw)
+        np.testing.assert_array_equal(got.labels, expected.labels)
+    with pytest.raises(ValueError, match="the input X is the same for every spot"):
+        pseudo_labels(np.ones((100, 3)), positions, samples, sigma=1.0, name="the input X", **kw)
+
+
 def test_bgm_retries_with_larger_reg_covar(monkeypatch):
     import sklearn.mixture
 

@@ -142,8 +142,8 @@ def test_prepare_rejects_view(small):
 
 
 def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
+    from aestetik._domains import _pseudo_labels
     from aestetik._domains._clustering import ClusterResult
-    from aestetik.pp import _prepare
 
     adata = make_small()
     snap = _snapshot(adata)
@@ -154,24 +154,23 @@ def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
         labels[0] = 0  # cluster 0 holds one spot
         return ClusterResult(labels=labels, n_clusters=3, proba=None, resolution=None)
 
-    monkeypatch.setattr(_prepare, "cluster_features", singleton)
+    monkeypatch.setattr(_pseudo_labels, "cluster_features", singleton)
     with pytest.raises(ValueError, match="single spot"):
         ae.pp.prepare(adata, n_clusters=3)
     _assert_unchanged(adata, snap)
 
 
 def test_prepare_mixture_components_and_starts(monkeypatch):
-    from aestetik._domains import _mixture
-    from aestetik.pp import _prepare
+    from aestetik._domains import _mixture, _pseudo_labels
 
     calls = []
-    real = _prepare.cluster_features
+    real = _pseudo_labels.cluster_features
 
     def recorded(x, n_clusters, **kwargs):
         calls.append((n_clusters, kwargs["n_components"], kwargs["bgm_inits"]))
         return real(x, n_clusters, **kwargs)
 
-    monkeypatch.setattr(_prepare, "cluster_features", recorded)
+    monkeypatch.setattr(_pseudo_labels, "cluster_features", recorded)
     adata = make_small()
     # the default: the published mixture, as many components as clusters, 10 random starts and one from k-means
     ae.pp.prepare(adata, morphology_key=None, n_clusters=3)

@@ -7,13 +7,13 @@ import pandas as pd
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._clustering import CLUSTER_METHODS, cluster_features
+from aestetik._domains._clustering import CLUSTER_METHODS
+from aestetik._domains._pseudo_labels import pseudo_labels
 from aestetik._keys import Key
 from aestetik._space._cells import CELL_SMOOTHING
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
 from aestetik._space._lattice import sample_codes
 from aestetik._space._layout import DEFAULT_COORDS, Coords, check_coords, describe, lattice_layout
-from aestetik._space._smoothing import gaussian_smooth
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_choice,
@@ -356,40 +356,28 @@ def prepare(
     t = np.asarray(t, dtype=np.float32)
     logg.info(f"    {describe(layout)}")
 
-    def pseudo_labels(x: np.ndarray, key: str):
-        if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
-            msg = (
-                f"`adata.obsm[{key!r}]` is the same for every spot, so it holds nothing to learn from. "
-                "Check how it was computed, or leave this modality out (`morphology_key=None` for morphology)."
-            )
-            raise ValueError(msg)
-        x = gaussian_smooth(x, positions, samples, sigma=pseudo_label_smoothing)
-        res = cluster_features(
+    def labels_of(x: np.ndarray, key: str):
+        return pseudo_labels(
             x,
-            n_clusters,
+            positions,
+            samples,
+            n_clusters=n_clusters,
             method=clustering_method,
+            sigma=pseudo_label_smoothing,
             random_state=random_state,
             n_jobs=n_jobs,
             n_components=mixture_components,
-            bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
+            mixture_starts=mixture_starts,
+            name=f"`adata.obsm[{key!r}]`",
         )
-        sizes = np.bincount(res.labels)
-        if res.n_clusters > 1 and np.any(sizes == 1):
-            msg = (
-                f"The pseudo-labels of `adata.obsm[{key!r}]` have a cluster of a single spot (cluster "
-                f"{int(np.flatnonzero(sizes == 1)[0])} of {res.n_clusters}), which cannot give a triplet partner. "
-                "Use a smaller `n_clusters` or another `clustering_method`."
-            )
-            raise ValueError(msg)
-        return res
 
     res_t = res_m = None
     if m is not None:
         m = np.asarray(m, dtype=np.float32)
     if ref is None:
-        res_t = pseudo_labels(t, transcriptomics_key)
+        res_t = labels_of(t, transcriptomics_key)
         if m is not None:
-            res_m = pseudo_labels(m, morphology_key)
+            res_m = labels_of(m, morphology_key)
         blocks = [t] + ([m] if m is not None else [])
         ranges = [minmax_ranges(x, samples) for x in blocks]
         features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)

@@ -1,0 +1,62 @@
+"""Step 1 of the method: the pseudo-labels of one modality.
+
+The representation is averaged over each spot's lattice neighbourhood (:func:`~aestetik._space._smoothing.
+gaussian_smooth`, ``sigma`` in spot spacings; 0 leaves it as it is) and clustered
+(:func:`~aestetik._domains._clustering.cluster_features`). The labels define the triplets of training, so a
+representation that is the same for every spot, or a cluster of a single spot (no positive partner), is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aestetik._domains._clustering import ClusterResult, cluster_features
+from aestetik._space._smoothing import gaussian_smooth
+
+
+def pseudo_labels(
+    x: np.ndarray,
+    positions: np.ndarray,
+    samples: np.ndarray,
+    *,
+    n_clusters: int | float,
+    method: str,
+    sigma: float,
+    random_state: int,
+    n_jobs: int = 1,
+    n_components: int | None = None,
+    mixture_starts: int = 10,
+    name: str = "the representation",
+) -> ClusterResult:
+    """Cluster the neighbourhood-averaged ``x`` (``(n_spots, n_features)``) into the modality's pseudo-labels.
+
+    ``positions`` are the spots' physical lattice positions and ``samples`` their section codes (the average
+    never crosses sections). ``n_components`` and ``mixture_starts`` go to the Bayesian mixture
+    (``method='bgm'``): that many components merged into ``n_clusters`` (``None``: as many as clusters), the best
+    of ``mixture_starts`` random starts and one from k-means. ``name`` names the input in the errors.
+    """
+    if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
+        msg = (
+            f"{name} is the same for every spot, so it holds nothing to learn from. Check how it was computed, or "
+            "leave this modality out (`morphology_key=None` for morphology)."
+        )
+        raise ValueError(msg)
+    x = gaussian_smooth(x, positions, samples, sigma=sigma)
+    res = cluster_features(
+        x,
+        n_clusters,
+        method=method,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        n_components=n_components,
+        bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
+    )
+    sizes = np.bincount(res.labels)
+    if res.n_clusters > 1 and np.any(sizes == 1):
+        msg = (
+            f"The pseudo-labels of {name} have a cluster of a single spot (cluster "
+            f"{int(np.flatnonzero(sizes == 1)[0])} of {res.n_clusters}), which cannot give a triplet partner. Use a "
+            "smaller `n_clusters` or another `clustering_method`."
+        )
+        raise ValueError(msg)
+    return res

@@ -41,8 +41,10 @@ def append_run(path: Path, run: dict) -> None:
         f.write(json.dumps(run) + "\n")
 
 
-def run_logged(script: str, tasks: list[tuple[str, str, int]], data: Path, log: Path, jobs: int) -> list[dict]:
-    """``script --worker SECTION NAME SEED --data DATA`` for every task, in ``jobs`` one-thread worker processes.
+def run_logged(
+    script: str, tasks: list[tuple[str, str, int]], data: Path, log: Path, jobs: int, extra: tuple[str, ...] = ()
+) -> list[dict]:
+    """``script --worker SECTION NAME SEED --data DATA [EXTRA]`` for every task, in ``jobs`` one-thread worker processes.
 
     Each finished run is appended to ``log`` (:func:`append_run`) at once, so a stopped benchmark resumes after
     it; the runs come back in the order of ``tasks``.
@@ -51,7 +53,7 @@ def run_logged(script: str, tasks: list[tuple[str, str, int]], data: Path, log: 
     from concurrent.futures import ThreadPoolExecutor
 
     def one(task: tuple[str, str, int]) -> dict:
-        cmd = [sys.executable, script, "--worker", task[0], task[1], str(task[2]), "--data", str(data)]
+        cmd = [sys.executable, script, "--worker", task[0], task[1], str(task[2]), "--data", str(data), *extra]
         run = run_worker(cmd, thread_env(1))
         append_run(log, run)
         return run

@@ -57,6 +57,8 @@ CONFIGS = {
     "spatial PCA, 5000 HVGs": "the transcriptomics PCs of prepare take their axes from the neighbourhood-averaged "
     "expression of 5,000 HVGs (prepare(spatial_pca=None, n_top_genes=5000): the package defaults now)",
     "spatial PCA, Louvain domains": "the spatial PCA defaults with domains by Louvain (tl.cluster(method='louvain'))",
+    "spatial PCA, Leiden domains": "the spatial PCA defaults with domains by Leiden (tl.cluster(method='leiden'), "
+    "the reference's graph clustering; resolution searched for the number of domains)",
     "spatial PCA, merged mixture (K+1 components, 41 starts)": "the current defaults with a pseudo-label mixture of "
     "one component more than the domains, the two most overlapping components (closest means under the shared "
     "covariance) merged, best of 41 starts instead of 11 (prepare(mixture_components=K+1, mixture_starts=40))",
@@ -68,7 +70,11 @@ FORMER_PCA = {"spatial_pca": False, "n_top_genes": 3000}
 
 
 #: The method of ``tl.cluster`` per config (k-means, the former default, for the others).
-CLUSTER_METHOD = {"Louvain domains": "louvain", "spatial PCA, Louvain domains": "louvain"}
+CLUSTER_METHOD = {
+    "Louvain domains": "louvain",
+    "spatial PCA, Louvain domains": "louvain",
+    "spatial PCA, Leiden domains": "leiden",
+}
 
 
 def load(section: str, seed: int, data: Path):

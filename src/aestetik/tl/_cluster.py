@@ -54,6 +54,10 @@ def cluster(
     random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
+    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone: k-means can reproduce
+    finer cuts of an embedding as well as the annotated one, and with the defaults ``'auto'`` chose 9-13 domains
+    on DLPFC sections with 7 layers and 8-14 on synthetic sections with 4 (``benchmarks/domain_methods.py``); a
+    range around the number you expect narrows it.
 
     With ``model`` (a trained and clustered AnnData, or a file of :func:`aestetik.tl.save_model` written after
     ``cluster``) a new section embedded with that model (``aestetik.tl.embed(adata, model=model)``) is labelled
@@ -74,11 +78,12 @@ def cluster(
         resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly ``n_clusters`` clusters
         appear, then, if every one gave more, downward from 0.09 to 0.001, else the closest count is used;
         above 50,000 spots the graph of 50,000 random ones, the others take the majority domain of their 15
-        nearest in the embedding). The triplet loss pulls the pseudo-label groups apart by a Euclidean margin, so domains are compact groups in the embedding, k-means' model; the
-        tied mixture sometimes merges two of them and splits another (see the method page, difference 13).
-        Where k-means splits one domain and merges two, ``'louvain'`` can do better (synthetic square sections,
-        3 seeds: ARI 0.82 against 0.67; the DLPFC sections within 0.01; see the benchmarks page); with
-        ``n_clusters='auto'`` it chose 5 domains on the bundled section where k-means chooses the 7 layers.
+        nearest in the embedding). The triplet loss pulls the pseudo-label groups apart by a Euclidean margin, so
+        domains are mostly compact groups in the embedding, k-means' model; the tied mixture sometimes merges two
+        of them and splits another (see the method page, difference 13). Where a domain is connected but not
+        compact and k-means splits one domain and merges two, ``'leiden'`` or ``'louvain'`` can do better
+        (synthetic square sections, 6 seeds: ARI 0.88 against 0.69), but on the DLPFC sections they were 0.005-0.016
+        lower and they are slower (see the benchmarks page).
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).

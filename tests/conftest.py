@@ -19,7 +19,7 @@ from _data import make_small
 
 def pytest_collection_modifyitems(config, items):
     """The `slow` tests first (stable order otherwise): with `-n` (pytest-xdist, `--dist load`) they spread over the
-    workers at the start instead of one of them trailing at the end (on 2 cores the suite took 5.5-6.5 min so, 7.5 min
+    workers at the start instead of one of them trailing at the end (on 2 cores the suite took 5.5-7 min so, 7.5 min
     with `--dist worksteal` and no sort)."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 

@@ -7,26 +7,21 @@ import pandas as pd
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._clustering import CLUSTER_METHODS
 from aestetik._domains._pseudo_labels import pseudo_labels
 from aestetik._keys import Key
 from aestetik._space._cells import CELL_SMOOTHING
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
 from aestetik._space._lattice import sample_codes
-from aestetik._space._layout import DEFAULT_COORDS, Coords, check_coords, describe, lattice_layout
+from aestetik._space._layout import DEFAULT_COORDS, Coords, describe, lattice_layout
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
-    assert_choice,
     assert_finite,
-    assert_int,
-    assert_n_clusters,
-    assert_n_jobs,
     assert_not_view,
-    assert_obs_key,
     assert_obsm_key,
 )
 
 from ._morphology import default_morphology, has_image, write_morphology
+from ._prepare_checks import check_batch_column, check_options
 from ._reference import check_lattice, input_transforms, project
 from ._transcriptomics import transcriptomics_pca
 
@@ -236,47 +231,19 @@ def prepare(
     from aestetik import __version__
 
     assert_not_view(adata, copy=copy)
-    assert_choice(clustering_method, CLUSTER_METHODS, name="clustering_method")
-    if (
-        isinstance(window_size, bool)
-        or not isinstance(window_size, int | np.integer)
-        or window_size < 3
-        or window_size % 2 == 0
-    ):
-        msg = f"`window_size` must be an odd integer >= 3 (e.g. 5 or 7), got {window_size!r}."
-        raise ValueError(msg)
-    coords = check_coords(coords)
-    assert_n_clusters(n_clusters, adata.n_obs)
-    if pseudo_label_smoothing is not None and (
-        isinstance(pseudo_label_smoothing, bool)
-        or not isinstance(pseudo_label_smoothing, int | float | np.integer | np.floating)
-        or not np.isfinite(pseudo_label_smoothing)
-        or pseudo_label_smoothing < 0
-    ):
-        msg = f"`pseudo_label_smoothing` must be a number >= 0 (spot spacings; 0 turns it off) or None (the default), got {pseudo_label_smoothing!r}."
-        raise ValueError(msg)
-    n_jobs = assert_n_jobs(n_jobs)
-    assert_int(n_top_genes=n_top_genes)
-    if mixture_components is not None:
-        assert_int(mixture_components=mixture_components)
-        if (
-            clustering_method != "bgm"
-            or not isinstance(n_clusters, int | np.integer)
-            or not n_clusters <= mixture_components <= adata.n_obs
-        ):
-            msg = (
-                f"`mixture_components` ({mixture_components}) is for clustering_method='bgm' with an int `n_clusters`, "
-                f"and must lie between n_clusters ({n_clusters}) and the number of spots ({adata.n_obs}); pass "
-                "`mixture_components=None` otherwise."
-            )
-            raise ValueError(msg)
-    assert_int(mixture_starts=mixture_starts)
-    if spatial_pca is not None and not isinstance(spatial_pca, bool | np.bool_):
-        msg = f"`spatial_pca` must be True, False or None (the default), got {spatial_pca!r}."
-        raise TypeError(msg)
-    if isinstance(n_clusters, float) and clustering_method in ("bgm", "kmeans"):
-        msg = f"A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int for {clustering_method!r}."
-        raise ValueError(msg)
+    coords, n_jobs = check_options(
+        adata.n_obs,
+        clustering_method=clustering_method,
+        window_size=window_size,
+        coords=coords,
+        n_clusters=n_clusters,
+        pseudo_label_smoothing=pseudo_label_smoothing,
+        n_jobs=n_jobs,
+        n_top_genes=n_top_genes,
+        mixture_components=mixture_components,
+        mixture_starts=mixture_starts,
+        spatial_pca=spatial_pca,
+    )
     compute_pca = transcriptomics_key not in adata.obsm
     if not compute_pca:
         t = assert_obsm_key(adata, transcriptomics_key, fix="")
@@ -294,16 +261,7 @@ def prepare(
                 f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
                 "training without morphology"
             )
-    if batch_key is not None:
-        assert_obs_key(adata, batch_key, fix="Pass the obs column naming the sample of each spot, or `batch_key=None`.")
-        column = adata.obs[batch_key]
-        if column.isna().any():
-            msg = (
-                f"`adata.obs[{batch_key!r}]` has {int(column.isna().sum())} missing values; every spot must belong to a "
-                f"sample. Fill them (e.g. `adata.obs[{batch_key!r}] = adata.obs[{batch_key!r}].cat.add_categories('x')"
-                f".fillna('x')`) or drop those spots."
-            )
-            raise ValueError(msg)
+    check_batch_column(adata, batch_key)
     ref = None
     if reference is not None:
         from aestetik._records import read_reference

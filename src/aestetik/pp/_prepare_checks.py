@@ -1,0 +1,88 @@
+"""The checks of :func:`aestetik.pp.prepare`'s arguments, before anything is computed or written."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aestetik._domains._clustering import CLUSTER_METHODS, GRAPH_METHODS
+from aestetik._space._layout import Coords, check_coords
+from aestetik._validation import assert_choice, assert_int, assert_n_clusters, assert_n_jobs, assert_obs_key
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def check_options(
+    n_obs: int,
+    *,
+    clustering_method: str,
+    window_size: int,
+    coords: Coords,
+    n_clusters: int | float,
+    pseudo_label_smoothing: float | None,
+    n_jobs: int | None,
+    n_top_genes: int,
+    mixture_components: int | None,
+    mixture_starts: int,
+    spatial_pca: bool | None,
+) -> tuple[Coords, int]:
+    """Refuse an invalid option of ``prepare`` for ``n_obs`` spots, naming it; the checked ``coords`` and ``n_jobs``."""
+    assert_choice(clustering_method, CLUSTER_METHODS, name="clustering_method")
+    if (
+        isinstance(window_size, bool)
+        or not isinstance(window_size, int | np.integer)
+        or window_size < 3
+        or window_size % 2 == 0
+    ):
+        msg = f"`window_size` must be an odd integer >= 3 (e.g. 5 or 7), got {window_size!r}."
+        raise ValueError(msg)
+    coords = check_coords(coords)
+    assert_n_clusters(n_clusters, n_obs)
+    if pseudo_label_smoothing is not None and (
+        isinstance(pseudo_label_smoothing, bool)
+        or not isinstance(pseudo_label_smoothing, int | float | np.integer | np.floating)
+        or not np.isfinite(pseudo_label_smoothing)
+        or pseudo_label_smoothing < 0
+    ):
+        msg = f"`pseudo_label_smoothing` must be a number >= 0 (spot spacings; 0 turns it off) or None (the default), got {pseudo_label_smoothing!r}."
+        raise ValueError(msg)
+    n_jobs = assert_n_jobs(n_jobs)
+    assert_int(n_top_genes=n_top_genes)
+    if mixture_components is not None:
+        assert_int(mixture_components=mixture_components)
+        if (
+            clustering_method != "bgm"
+            or not isinstance(n_clusters, int | np.integer)
+            or not n_clusters <= mixture_components <= n_obs
+        ):
+            msg = (
+                f"`mixture_components` ({mixture_components}) is for clustering_method='bgm' with an int `n_clusters`, "
+                f"and must lie between n_clusters ({n_clusters}) and the number of spots ({n_obs}); pass "
+                "`mixture_components=None` otherwise."
+            )
+            raise ValueError(msg)
+    assert_int(mixture_starts=mixture_starts)
+    if spatial_pca is not None and not isinstance(spatial_pca, bool | np.bool_):
+        msg = f"`spatial_pca` must be True, False or None (the default), got {spatial_pca!r}."
+        raise TypeError(msg)
+    if isinstance(n_clusters, float) and clustering_method not in GRAPH_METHODS:
+        msg = f"A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int for {clustering_method!r}."
+        raise ValueError(msg)
+    return coords, n_jobs
+
+
+def check_batch_column(adata: AnnData, batch_key: str | None) -> None:
+    """``adata.obs[batch_key]`` must exist and name a sample for every spot."""
+    if batch_key is None:
+        return
+    assert_obs_key(adata, batch_key, fix="Pass the obs column naming the sample of each spot, or `batch_key=None`.")
+    column = adata.obs[batch_key]
+    if column.isna().any():
+        msg = (
+            f"`adata.obs[{batch_key!r}]` has {int(column.isna().sum())} missing values; every spot must belong to a "
+            f"sample. Fill them (e.g. `adata.obs[{batch_key!r}] = adata.obs[{batch_key!r}].cat.add_categories('x')"
+            f".fillna('x')`) or drop those spots."
+        )
+        raise ValueError(msg)

@@ -12,9 +12,10 @@ lattice):
 
 Also recorded per run: the within-domain sum of squares of the manual labels divided by that of the k-means
 domains (before refinement, labelled spots), i.e. whether k-means' own objective prefers another partition than
-the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` (k-means) chooses. Sections are those of ``defaults_candidates.py``. Runs are appended to
-``results/domain_methods.jsonl`` (resumable); the table goes to ``results/domain_methods.{md,json}``. ``--cache DIR``
-keeps each trained AnnData there (and reuses it), so the methods can be rerun without training::
+the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` (k-means) chooses. Sections are those of
+``defaults_candidates.py``. Runs are appended to ``results/domain_methods.jsonl`` (resumable); the table goes to
+``results/domain_methods.{md,json}``. ``--cache DIR`` keeps each trained AnnData there (and reuses it), so the
+methods can be rerun without training::
 
     python benchmarks/domain_methods.py --jobs 2
     python benchmarks/domain_methods.py --sections "synthetic square" --seeds 3 4 5 --cache /tmp/domain_methods
@@ -41,8 +42,10 @@ METHODS = ["kmeans", "kmeans, no refinement", "leiden", "louvain", "bgm", *OTHER
 def other_labels(name: str, x, k: int, seed: int):
     """Labels of ``x`` into ``k`` groups by one of :data:`OTHER_METHODS` (scikit-learn)."""
     import numpy as np
-    from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
+    from sklearn.cluster import AgglomerativeClustering, SpectralClustering
     from sklearn.mixture import GaussianMixture
+
+    from aestetik._domains._clustering import cluster_features
 
     if name == "ward":
         return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x)
@@ -50,7 +53,8 @@ def other_labels(name: str, x, k: int, seed: int):
         cov = name.split()[1]
         return GaussianMixture(k, covariance_type=cov, n_init=5, random_state=seed).fit_predict(x)
     if name == "k-means on unit-length rows":
-        return KMeans(k, n_init=100, random_state=seed).fit_predict(x / np.linalg.norm(x, axis=1, keepdims=True))
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return cluster_features(unit, k, method="kmeans", random_state=seed).labels  # the package's k-means
     if name == "spectral (k-NN graph)":
         return SpectralClustering(
             k, affinity="nearest_neighbors", n_neighbors=30, random_state=seed, assign_labels="cluster_qr"
@@ -90,11 +94,11 @@ def worker(section: str, seed: int, data: Path, cache: Path | None) -> dict:
     import numpy as np
     import scanpy as sc
     import torch
-    from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
     import aestetik as ae
     from aestetik._domains._assign import REFINE_CONFIDENCE
+    from aestetik._domains._clustering import cluster_features
     from aestetik._domains._refine import refine_labels
     from aestetik._domains._scores import ari_known, known_labels
     from aestetik._records import refinement_coordinates
@@ -128,7 +132,7 @@ def worker(section: str, seed: int, data: Path, cache: Path | None) -> dict:
         out["auto_ari"] = ari_known(truth, auto.obs["aestetik"].to_numpy())
         out["seconds"]["kmeans, auto"] = time.perf_counter() - t
         known = known_labels(truth)
-        km = KMeans(k, n_init=100, random_state=seed).fit_predict(x[known])
+        km = cluster_features(x[known], k, method="kmeans", random_state=seed).labels
         out["truth_over_kmeans_ss"] = within_ss(x[known], truth.to_numpy()[known]) / within_ss(x[known], km)
     return out
 

@@ -614,7 +614,7 @@ def test_cluster_refuses_view():
 def test_private_module_constants():
     assert _clustering.RESOLUTIONS[0] == 0.1
     assert _clustering.RESOLUTIONS[-1] == pytest.approx(2.98)
-    assert _clustering.CLUSTER_METHODS == ("bgm", "kmeans", "leiden", "louvain")
+    assert _clustering.CLUSTER_METHODS == ("bgm", "kmeans", "leiden", "louvain", "spectral")
 
 
 @pytest.mark.parametrize("method", ["bgm", "kmeans"])

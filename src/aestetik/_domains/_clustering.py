@@ -1,4 +1,4 @@
-"""Clustering back-ends (bgm, k-means, Leiden, Louvain) and the resolution search, on plain arrays.
+"""Clustering back-ends (bgm, k-means, Leiden, Louvain, spectral) and the resolution search, on plain arrays.
 
 Semantics follow the reference implementation (``aestetik.utils.utils_clustering`` of aestetik 0.3.1):
 
@@ -11,13 +11,15 @@ Semantics follow the reference implementation (``aestetik.utils.utils_clustering
   igraph's multilevel algorithm with resolution on the same (undirected) graph: the same quality function that the
   ``louvain`` package (scanpy's default flavor, not a dependency) optimised. For an int ``K`` the resolution is
   searched upward from 0.1 in steps of 0.02.
+- ``spectral`` (not in the reference): see :mod:`aestetik._domains._spectral`.
 - refinement: see :mod:`aestetik._domains._refine`.
 - number of domains (not in the reference): see :mod:`aestetik._domains._stability`.
 
 Deliberate differences: labels are relabelled to consecutive ``0..k-1``; when no resolution gives exactly ``K``
 clusters the closest count is used (the reference kept the last resolution tried), after trying
 :data:`LOW_RESOLUTIONS` when every resolution gave more clusters; every method is fitted on at
-most :data:`MAX_FIT_SPOTS` random spots (the graph methods label the others by their nearest neighbours).
+most :data:`MAX_FIT_SPOTS` random spots (the graph methods and spectral clustering label the others by their
+nearest neighbours).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import numpy as np
 from scanpy import logging as logg
 
 from ._mixture import _bgm
+from ._spectral import spectral_labels
 
 if TYPE_CHECKING:
     import igraph
     from scipy import sparse
 
-ClusterMethod = Literal["bgm", "kmeans", "leiden", "louvain"]
+ClusterMethod = Literal["bgm", "kmeans", "leiden", "louvain", "spectral"]
 CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethod)
 GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
 
@@ -59,7 +62,10 @@ GRAPH_N_NEIGHBORS = 50
 #: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots; every other spot takes the
 #: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots (``benchmarks/
 #: graph_clustering_scaling.py``, 2 CPU cores: Louvain on 100,000 spots in 12 s instead of 22 s, the same labels).
-MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000}
+#: ``'spectral'`` does the same from 10,000 spots: its eigen-solver's time grows faster than the number of spots
+#: (one thread, an embedding of a DLPFC section resampled with noise: 0.5 s for 5,000 spots, 1.8 s for 10,000,
+#: 5.7 s for 20,000).
+MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000, "spectral": 10_000}
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
 PREDICT_NEIGHBORS = 15
 #: From this many rows on, ``sc.pp.neighbors`` (euclidean metric) searches the neighbours approximately with
@@ -105,8 +111,8 @@ def cluster_features(
     ``'bgm'`` and ``'kmeans'`` are fitted on at most ``max_fit_spots`` random rows (default
     :data:`MAX_FIT_SPOTS`: 5,000 for the mixture, whose random initialisation degenerates on many spots,
     100,000 for k-means) and then predict every row; ``'leiden'``/``'louvain'`` partition the graph of at most
-    50,000 random rows, and every other row takes the majority label of its :data:`PREDICT_NEIGHBORS` nearest
-    partitioned rows. The mixture's starts run in ``n_jobs`` processes (joblib's meaning; the result does not
+    50,000 random rows (``'spectral'``: 10,000), and every other row takes the majority label of its
+    :data:`PREDICT_NEIGHBORS` nearest partitioned rows. The mixture's starts run in ``n_jobs`` processes (joblib's meaning; the result does not
     depend on it). ``n_components`` (``'bgm'`` only; default ``n_clusters``) fits a mixture of that many
     components and merges the most overlapping ones into ``n_clusters`` clusters
     (:func:`~aestetik._domains._mixture.merge_components`); ``bgm_inits`` are its starts (default
@@ -145,6 +151,10 @@ def cluster_features(
         labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs, n_components, bgm_inits)
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
+    elif method == "spectral":
+        labels = spectral_labels(x if fit_rows is None else x[fit_rows], int(n_clusters), random_state)
+        if fit_rows is not None:
+            labels = _predict_by_neighbours(x, fit_rows, labels)
     else:
         data = x if fit_rows is None else x[fit_rows]
         partitions = GraphPartitions(data, method, random_state)

@@ -50,7 +50,7 @@ def prepare(
     transcriptomics_key: str = "X_pca",
     morphology_key: str | None = "auto",
     n_clusters: int | float = 7,
-    clustering_method: Literal["bgm", "kmeans", "leiden", "louvain"] = "bgm",
+    clustering_method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "bgm",
     window_size: int = 7,
     spatial_key: str = "spatial",
     coords: Coords = DEFAULT_COORDS,

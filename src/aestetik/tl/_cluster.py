@@ -27,7 +27,7 @@ def cluster(
     adata: AnnData,
     n_clusters: int | float | Literal["auto"] | Sequence[int] = 7,
     *,
-    method: Literal["bgm", "kmeans", "leiden", "louvain"] = "kmeans",
+    method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "kmeans",
     refine: bool = True,
     n_neighbors: int = 10,
     n_resamples: int = 5,
@@ -83,7 +83,11 @@ def cluster(
         of them and splits another (see the method page, difference 13). Where a domain is connected but not
         compact and k-means splits one domain and merges two, ``'leiden'`` or ``'louvain'`` can do better
         (synthetic square sections, 6 seeds: ARI 0.88 against 0.69), but on the DLPFC sections they were 0.005-0.016
-        lower and they are slower (see the benchmarks page).
+        lower and they are slower (see the benchmarks page). ``'spectral'``: spectral clustering of the
+        30-nearest-neighbour graph of the embedding (scikit-learn's, labels assigned by QR pivoting, no random
+        start); when that graph falls into more pieces than ``n_clusters``, the neighbours are doubled until it does
+        not; above 10,000 spots it clusters 10,000 random ones and the others take the majority domain of their 15
+        nearest.
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).

@@ -5,15 +5,15 @@ the seed going to both, as in ``defaults_candidates.py``), and the same embeddin
 the domains by each method, each followed by the package's spatial refinement (10 confident neighbours on the
 lattice):
 
-- ``kmeans`` (the default), ``leiden``, ``louvain``, ``bgm``: ``ae.tl.cluster(method=...)``;
+- ``kmeans`` (the default), ``leiden``, ``louvain``, ``bgm``, ``spectral``: ``ae.tl.cluster(method=...)``;
 - ``kmeans, no refinement``: ``ae.tl.cluster(refine=False)``;
-- ``ward``, ``GMM full``, ``GMM tied``, ``k-means on unit-length rows``, ``spectral (k-NN graph)``: scikit-learn on the
-  embedding (not package options), then the same refinement.
+- ``ward``, ``GMM full``, ``GMM tied``, ``k-means on unit-length rows``: scikit-learn on the embedding (not package
+  options), then the same refinement.
 
 Also recorded per run: the within-domain sum of squares of the manual labels divided by that of the k-means
 domains (before refinement, labelled spots), i.e. whether k-means' own objective prefers another partition than
-the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` (k-means) chooses. Sections are those of
-``defaults_candidates.py``. Runs are appended to ``results/domain_methods.jsonl`` (resumable); the table goes to
+the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` chooses with k-means and with spectral
+clustering. Sections are those of ``defaults_candidates.py``. Runs are appended to ``results/domain_methods.jsonl`` (resumable); the table goes to
 ``results/domain_methods.{md,json}``. ``--cache DIR`` keeps each trained AnnData there (and reuses it), so the
 methods can be rerun without training::
 
@@ -35,14 +35,17 @@ from _results import read_runs, run_logged, write_results
 from defaults_candidates import SECTIONS, load
 
 HERE = Path(__file__).resolve().parent
-OTHER_METHODS = ("ward", "GMM full", "GMM tied", "k-means on unit-length rows", "spectral (k-NN graph)")
-METHODS = ["kmeans", "kmeans, no refinement", "leiden", "louvain", "bgm", *OTHER_METHODS]
+PACKAGE_METHODS = ("kmeans", "kmeans, no refinement", "leiden", "louvain", "bgm", "spectral")
+OTHER_METHODS = ("ward", "GMM full", "GMM tied", "k-means on unit-length rows")
+METHODS = [*PACKAGE_METHODS, *OTHER_METHODS]
+#: Methods whose ``n_clusters='auto'`` choice is recorded.
+AUTO_METHODS = ("kmeans", "spectral")
 
 
 def other_labels(name: str, x, k: int, seed: int):
     """Labels of ``x`` into ``k`` groups by one of :data:`OTHER_METHODS` (scikit-learn)."""
     import numpy as np
-    from sklearn.cluster import AgglomerativeClustering, SpectralClustering
+    from sklearn.cluster import AgglomerativeClustering
     from sklearn.mixture import GaussianMixture
 
     from aestetik._domains._clustering import cluster_features
@@ -55,10 +58,6 @@ def other_labels(name: str, x, k: int, seed: int):
     if name == "k-means on unit-length rows":
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         return cluster_features(unit, k, method="kmeans", random_state=seed).labels  # the package's k-means
-    if name == "spectral (k-NN graph)":
-        return SpectralClustering(
-            k, affinity="nearest_neighbors", n_neighbors=30, random_state=seed, assign_labels="cluster_qr"
-        ).fit_predict(x)
     raise ValueError(name)
 
 
@@ -110,7 +109,7 @@ def worker(section: str, seed: int, data: Path, cache: Path | None) -> dict:
         adata = trained(section, seed, data, cache)
         k = SECTIONS[section]["n_domains"]
         truth = adata.obs["ground_truth"]
-        for name in METHODS[:5]:
+        for name in PACKAGE_METHODS:
             method = name.split(",")[0]
             t = time.perf_counter()
             res = ae.tl.cluster(
@@ -126,11 +125,18 @@ def worker(section: str, seed: int, data: Path, cache: Path | None) -> dict:
             labels = refine_labels(labels, coords, confidence=None, threshold=REFINE_CONFIDENCE, n_neighbors=10)
             out["seconds"][name] = time.perf_counter() - t
             out["ari"][name] = ari_known(truth, labels)
-        t = time.perf_counter()
-        auto = ae.tl.cluster(adata, n_clusters="auto", random_state=seed, copy=True, show_progress_bar=False)
-        out["auto_n_clusters"] = int(auto.uns["aestetik"]["cluster"]["stability"]["chosen"])
-        out["auto_ari"] = ari_known(truth, auto.obs["aestetik"].to_numpy())
-        out["seconds"]["kmeans, auto"] = time.perf_counter() - t
+        for method in AUTO_METHODS:
+            t = time.perf_counter()
+            auto = ae.tl.cluster(
+                adata, n_clusters="auto", method=method, random_state=seed, copy=True, show_progress_bar=False
+            )
+            out["auto_n_clusters" + ("" if method == "kmeans" else f" {method}")] = int(
+                auto.uns["aestetik"]["cluster"]["stability"]["chosen"]
+            )
+            out["auto_ari" + ("" if method == "kmeans" else f" {method}")] = ari_known(
+                truth, auto.obs["aestetik"].to_numpy()
+            )
+            out["seconds"][f"{method}, auto"] = time.perf_counter() - t
         known = known_labels(truth)
         km = cluster_features(x[known], k, method="kmeans", random_state=seed).labels
         out["truth_over_kmeans_ss"] = within_ss(x[known], truth.to_numpy()[known]) / within_ss(x[known], km)
@@ -170,16 +176,18 @@ def table(runs: list[dict], sections: list[str]) -> str:
         values = [r["truth_over_kmeans_ss"] for r in runs if r["section"] == s]
         ratios.append(f"{np.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})")
     lines.append("| within-domain sum of squares, manual labels / k-means | " + " | ".join(ratios) + " | | | |")
-    autos = []
-    for s in sections:
-        ks = [str(r["auto_n_clusters"]) for r in runs if r["section"] == s]
-        aris = [r["auto_ari"] for r in runs if r["section"] == s]
-        autos.append(f"K = {', '.join(ks)}: ARI {np.mean(aris):.3f} ({min(aris):.3f}-{max(aris):.3f})")
-    lines.append(
-        "| kmeans, `n_clusters='auto'` (K chosen per seed) | "
-        + " | ".join(autos)
-        + f" | | | {seconds('kmeans, auto')} |"
-    )
+    for method in AUTO_METHODS:
+        suffix = "" if method == "kmeans" else f" {method}"
+        autos = []
+        for s in sections:
+            ks = [str(r["auto_n_clusters" + suffix]) for r in runs if r["section"] == s]
+            aris = [r["auto_ari" + suffix] for r in runs if r["section"] == s]
+            autos.append(f"K = {', '.join(ks)}: ARI {np.mean(aris):.3f} ({min(aris):.3f}-{max(aris):.3f})")
+        lines.append(
+            f"| {method}, `n_clusters='auto'` (K chosen per seed) | "
+            + " | ".join(autos)
+            + f" | | | {seconds(method + ', auto')} |"
+        )
     return "\n".join(lines)
 
 

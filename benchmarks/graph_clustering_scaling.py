@@ -1,15 +1,16 @@
-"""Seconds of ``leiden``/``louvain`` clustering against the number of spots, with and without the 50,000-spot graph.
+"""Seconds of ``leiden``/``louvain``/``spectral`` clustering against the number of spots, subsampled or not.
 
-Since the graph methods partition the neighbour graph of at most ``MAX_FIT_SPOTS`` (50,000) random spots and label
-the others by their 15 nearest partitioned spots, their time stops growing with the graph; this script times
-:func:`aestetik._domains._clustering.cluster_features` on synthetic embeddings (16 dimensions, 7 Gaussian groups,
-as a trained embedding) for each number of spots: the default, the former behaviour (the graph of every spot,
-``max_fit_spots=n``; only up to ``--max-full``) and k-means (100 initialisations, fitted on at most 100,000). It
+Since the graph methods partition the neighbour graph of at most ``MAX_FIT_SPOTS`` random spots (50,000;
+``spectral``: 10,000) and label the others by their 15 nearest partitioned spots, their time stops growing with
+the graph; this script times :func:`aestetik._domains._clustering.cluster_features` on synthetic embeddings (16
+dimensions, 7 Gaussian groups, as a trained embedding) for each number of spots: the default, the graph of every
+spot (``max_fit_spots=n``; only up to ``--max-full``) and k-means (100 initialisations, fitted on at most 100,000). It
 also reports the ARI of the labels against the groups and between the default and the full graph. The first
 call of each process also compiles pynndescent's kernels, so one warm-up call runs first. Prints and writes
-``results/graph_clustering_scaling.{md,json}``::
+``results/graph_clustering_scaling.{md,json}`` (``graph_clustering_scaling_spectral`` for ``--method spectral``)::
 
     python benchmarks/graph_clustering_scaling.py --spots 10000 100000 1000000 --max-full 100000
+    python benchmarks/graph_clustering_scaling.py --method spectral --spots 10000 100000 1000000 --max-full 20000
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spots", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--max-full", type=int, default=100_000, help="largest n clustered with the full graph")
-    parser.add_argument("--method", default="louvain", choices=["louvain", "leiden"])
+    parser.add_argument("--method", default="louvain", choices=["louvain", "leiden", "spectral"])
     args = parser.parse_args()
     from sklearn.metrics import adjusted_rand_score
 
@@ -79,7 +80,8 @@ def main() -> None:
         f"| spots | {args.method} s | ARI | full graph s | ARI | ARI default vs full | k-means s | ARI |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
-    write_results(HERE / "results", "graph_clustering_scaling", text, {"device": device, "runs": records})
+    name = "graph_clustering_scaling" + ("_spectral" if args.method == "spectral" else "")
+    write_results(HERE / "results", name, text, {"device": device, "runs": records})
 
 
 if __name__ == "__main__":

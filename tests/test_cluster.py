@@ -450,7 +450,7 @@ def test_cluster_writes_keys():
     assert "resolution" not in info
     params = info["params"]
     assert params["n_clusters"] == 4
-    assert params["method"] == "kmeans"
+    assert params["method"] == "spectral"
     assert params["refine"] is True
     assert params["n_neighbors"] == 10
     assert params["use_rep"] == "X_aestetik"

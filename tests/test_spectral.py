@@ -129,3 +129,20 @@ def test_tl_cluster_spectral_writes_domains_and_chooses_k():
     assert "aestetik_proba" not in adata.obs
     auto = ae.tl.cluster(adata, n_clusters=range(2, 7), method="spectral", show_progress_bar=False, copy=True)
     assert auto.uns["aestetik"]["cluster"]["stability"]["chosen"] == 4
+
+
+def test_pseudo_labels_by_spectral_clustering():
+    """``prepare(clustering_method='spectral')``: step 1 cuts the neighbourhood average by spectral clustering."""
+    from aestetik._domains._pseudo_labels import pseudo_labels
+    from aestetik._space._smoothing import gaussian_smooth
+
+    rows, cols = np.divmod(np.arange(400), 20)
+    truth = (rows >= 10) * 2 + (cols >= 10)
+    x = (8 * np.eye(4, 6)[truth] + np.random.default_rng(0).normal(scale=5.0, size=(400, 6))).astype(np.float32)
+    positions = np.c_[rows, cols].astype(np.float64)
+    samples = np.zeros(400, dtype=np.int32)
+    got = pseudo_labels(x, positions, samples, n_clusters=4, method="spectral", sigma=1.0, random_state=0)
+    smoothed = gaussian_smooth(x, positions, samples, sigma=1.0)
+    np.testing.assert_array_equal(got.labels, _consecutive(_sklearn(smoothed, 4)))
+    # the average over neighbours is what makes the groups separable here
+    assert adjusted_rand_score(truth, got.labels) > 0.9 > adjusted_rand_score(truth, _sklearn(x, 4)) + 0.2

@@ -27,7 +27,7 @@ def cluster(
     adata: AnnData,
     n_clusters: int | float | Literal["auto"] | Sequence[int] = 7,
     *,
-    method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "kmeans",
+    method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "spectral",
     refine: bool = True,
     n_neighbors: int = 10,
     n_resamples: int = 5,
@@ -54,10 +54,11 @@ def cluster(
     random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
-    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone: k-means can reproduce
-    finer cuts of an embedding as well as the annotated one, and with the defaults ``'auto'`` chose 9-13 domains
-    on DLPFC sections with 7 layers and 8-14 on synthetic sections with 4 (``benchmarks/domain_methods.py``); a
-    range around the number you expect narrows it.
+    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone. With the defaults
+    (spectral clustering) ``'auto'`` chose 7 domains in 7 of 9 runs on DLPFC sections with 7 layers (8 and 9 in the
+    others) and 4-10 on synthetic sections with 4; with ``method='kmeans'``, which reproduces finer cuts of an
+    embedding as well as the annotated one, it chose 9-13 and 8-14 (``benchmarks/domain_methods.py``). A range
+    around the number you expect narrows it.
 
     With ``model`` (a trained and clustered AnnData, or a file of :func:`aestetik.tl.save_model` written after
     ``cluster``) a new section embedded with that model (``aestetik.tl.embed(adata, model=model)``) is labelled
@@ -72,22 +73,22 @@ def cluster(
         Number of domains (int); for ``'leiden'``/``'louvain'`` also a resolution (float). ``'auto'`` chooses among
         2..15 by stability (see above); a range or list of ints (e.g. ``range(3, 11)``) chooses among those.
     method
-        ``'kmeans'`` (100 initialisations; the default), ``'bgm'`` (Bayesian Gaussian mixture, tied
-        covariance, 10 random initialisations and one from k-means, the published default), ``'leiden'`` or
-        ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding; for an int ``n_clusters`` the
-        resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly ``n_clusters`` clusters
-        appear, then, if every one gave more, downward from 0.09 to 0.001, else the closest count is used;
-        above 50,000 spots the graph of 50,000 random ones, the others take the majority domain of their 15
-        nearest in the embedding). The triplet loss pulls the pseudo-label groups apart by a Euclidean margin, so
-        domains are mostly compact groups in the embedding, k-means' model; the tied mixture sometimes merges two
-        of them and splits another (see the method page, difference 13). Where a domain is connected but not
-        compact and k-means splits one domain and merges two, ``'leiden'`` or ``'louvain'`` can do better
-        (synthetic square sections, 6 seeds: ARI 0.88 against 0.69), but on the DLPFC sections they were 0.005-0.016
-        lower and they are slower (see the benchmarks page). ``'spectral'``: spectral clustering of the
-        30-nearest-neighbour graph of the embedding (scikit-learn's, labels assigned by QR pivoting, no random
-        start); when that graph falls into more pieces than ``n_clusters``, the neighbours are doubled until it does
-        not; above 10,000 spots it clusters 10,000 random ones and the others take the majority domain of their 15
-        nearest.
+        ``'spectral'`` (the default; not in the reference): spectral clustering of the 30-nearest-neighbour graph
+        of the embedding (scikit-learn's ``SpectralClustering(affinity='nearest_neighbors')``, labels assigned by
+        QR pivoting, so no random start); when that graph falls into more pieces than ``n_clusters`` the neighbours
+        are doubled until it does not; above 10,000 spots it clusters 10,000 random ones and the others take the
+        majority domain of their 15 nearest in the embedding. ``'kmeans'`` (100 initialisations), ``'bgm'``
+        (Bayesian Gaussian mixture, tied covariance, 10 random initialisations and one from k-means; the published
+        default), ``'leiden'`` or ``'louvain'`` (on a 50-nearest-neighbour graph of the embedding; for an int
+        ``n_clusters`` the resolution is searched upward from 0.1 to 3 in steps of 0.02 until exactly
+        ``n_clusters`` clusters appear, then, if every one gave more, downward from 0.09 to 0.001, else the
+        closest count is used; above 50,000 spots the graph of 50,000 random ones, the others take the majority
+        domain of their 15 nearest). The triplet loss pulls the pseudo-label groups apart, but a domain can be
+        connected in the embedding without being compact, where k-means splits one domain and merges two; the
+        graph cut follows the neighbours instead (same embeddings, synthetic square sections, 6 seeds: ARI 0.89
+        against 0.69 with k-means; the DLPFC sections within 0.01; method page, difference 13; benchmarks page).
+        Leiden and Louvain do as well on the square sections but were 0.005-0.016 lower on the DLPFC sections;
+        the tied mixture sometimes merges two domains and splits another.
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).

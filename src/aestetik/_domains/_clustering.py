@@ -112,8 +112,8 @@ def cluster_features(
     :data:`MAX_FIT_SPOTS`: 5,000 for the mixture, whose random initialisation degenerates on many spots,
     100,000 for k-means) and then predict every row; ``'leiden'``/``'louvain'`` partition the graph of at most
     50,000 random rows (``'spectral'``: 10,000), and every other row takes the majority label of its
-    :data:`PREDICT_NEIGHBORS` nearest partitioned rows. The mixture's starts run in ``n_jobs`` processes (joblib's meaning; the result does not
-    depend on it). ``n_components`` (``'bgm'`` only; default ``n_clusters``) fits a mixture of that many
+    :data:`PREDICT_NEIGHBORS` nearest partitioned rows. The mixture's starts run in ``n_jobs`` processes
+    (joblib's meaning; the result does not depend on it). ``n_components`` (``'bgm'`` only; default ``n_clusters``) fits a mixture of that many
     components and merges the most overlapping ones into ``n_clusters`` clusters
     (:func:`~aestetik._domains._mixture.merge_components`); ``bgm_inits`` are its starts (default
     :data:`~aestetik._domains._mixture.BGM_INITS`).

@@ -31,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _former import former_mixture
 from _results import append_run, read_runs, run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +63,8 @@ CONFIGS = {
     "spatial PCA, merged mixture (K+1 components, 41 starts)": "the current defaults with a pseudo-label mixture of "
     "one component more than the domains, the two most overlapping components (closest means under the shared "
     "covariance) merged, best of 41 starts instead of 11 (prepare(mixture_components=K+1, mixture_starts=40))",
+    "merged mixture, spectral domains": "the merged pseudo-label mixture above with domains by spectral clustering "
+    "(tl.cluster(method='spectral')): the package defaults since 2026-12-04",
 }
 
 #: The transcriptomics PCA of the defaults before "spatial PCA, 5000 HVGs" was adopted; every config but that one
@@ -69,8 +72,10 @@ CONFIGS = {
 FORMER_PCA = {"spatial_pca": False, "n_top_genes": 3000}
 
 
-#: The method of ``tl.cluster`` per config (k-means, the former default, for the others).
+#: The method of ``tl.cluster`` per config (k-means, the former default, for the others, so that their stored runs
+#: stay reproducible).
 CLUSTER_METHOD = {
+    "merged mixture, spectral domains": "spectral",
     "Louvain domains": "louvain",
     "spatial PCA, Louvain domains": "louvain",
     "spatial PCA, Leiden domains": "leiden",
@@ -121,7 +126,7 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
         adata, k = load(section, seed, data)
         synthetic = "synthetic" in SECTIONS[section]
         prepare_kw: dict = {"n_clusters": k, "random_state": seed}
-        if not config.startswith("spatial PCA"):
+        if not config.startswith(("spatial PCA", "merged mixture")):
             prepare_kw.update(FORMER_PCA)
         if synthetic:
             prepare_kw["morphology_key"] = "X_morphology"
@@ -135,7 +140,7 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
             prepare_kw["n_clusters"] = k + 1
         elif config == "RNA only, K+1 pseudo-labels":
             prepare_kw["morphology_key"], prepare_kw["n_clusters"] = None, k + 1
-        elif config == "spatial PCA, merged mixture (K+1 components, 41 starts)":
+        elif config in ("spatial PCA, merged mixture (K+1 components, 41 starts)", "merged mixture, spectral domains"):
             prepare_kw["mixture_components"], prepare_kw["mixture_starts"] = k + 1, 40
         elif config == "RNA only, 5000 HVGs":
             from aestetik.pp._transcriptomics import transcriptomics_pca
@@ -148,6 +153,8 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
         elif config == "seurat_v3 HVGs":
             seurat_v3_pca(adata, 15, seed)
             prepare_kw["transcriptomics_key"] = "X_pca_v3"
+        if "mixture_components" not in prepare_kw:  # the mixture of the defaults before 2026-12-04
+            prepare_kw.update(former_mixture(prepare_kw["n_clusters"]))
         fit_kw = {"random_state": seed, "show_progress_bar": False, "accelerator": "cpu"}
         t0 = time.perf_counter()
         ae.pp.prepare(adata, **prepare_kw)
@@ -173,7 +180,7 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
                 if int(record["n_morphology"]):
                     record["n_clusters_morphology"] = n
                 ae.tl.fit(adata, **fit_kw)
-                ae.tl.cluster(adata, n_clusters=k, random_state=seed)
+                ae.tl.cluster(adata, n_clusters=k, random_state=seed, method=CLUSTER_METHOD.get(config, "kmeans"))
                 out["ari_rounds"].append(ari_known(adata.obs["ground_truth"], adata.obs["aestetik"].to_numpy()))
         out["seconds"] = time.perf_counter() - t0
         out["ari"] = ari_known(adata.obs["ground_truth"], adata.obs["aestetik"].to_numpy())
@@ -183,15 +190,14 @@ def worker(section: str, config: str, seed: int, data: Path) -> dict:
 
 #: The defaults over time, as measured runs. After the lowres image was left out: on the DLPFC sections, whose only
 #: image is the lowres one (4.3 px per spot), ``morphology_key='auto'`` trains without morphology, i.e. the "RNA
-#: only" runs; the synthetic sections keep their stored features, i.e. the "default" runs. Then the spatial PCA of
-#: 5,000 genes became the default (its config runs the package defaults on every section).
-FORMER = {
-    "default": ("synthetic hex", "synthetic square"),
-    "RNA only": ("151676 counts", "151674 counts", "151676 normalised"),
-}
-FORMER_NAME = "former default (lowres image left out)"
-ADOPTED = {"spatial PCA, 5000 HVGs": tuple(SECTIONS)}
-ADOPTED_NAME = "current defaults (spatial PCA, 5000 HVGs)"
+#: only" runs; the synthetic sections keep their stored features, i.e. the "default" runs (mean 0.652). Then the
+#: spatial PCA of 5,000 genes became the default ("spatial PCA, 5000 HVGs", k-means domains: the former defaults
+#: here), then spectral domains (measured on the same embeddings by ``domain_methods.py``, not a config here), then
+#: the merged pseudo-label mixture with spectral domains (the current defaults).
+FORMER = {"spatial PCA, 5000 HVGs": tuple(SECTIONS)}
+FORMER_NAME = "former defaults (spatial PCA, 5000 HVGs, k-means domains)"
+ADOPTED = {"merged mixture, spectral domains": tuple(SECTIONS)}
+ADOPTED_NAME = "current defaults (merged mixture, spectral domains)"
 
 
 def adopted_runs(runs: list[dict]) -> list[dict]:
@@ -289,9 +295,10 @@ def main() -> None:
         + table(done, sections, configs)
         + "\n\n"
         + "\n".join(f"- **{c}**: {CONFIGS[c]}" for c in configs if c in CONFIGS)
-        + f'\n- **{FORMER_NAME}**: the package defaults after issue 19\'s first change: the "RNA only" runs on the DLPFC'
-        ' sections (their only image, lowres, has 4.3 px per spot) and the "default" runs on the synthetic ones'
-        f'\n- **{ADOPTED_NAME}**: the package defaults now: the "spatial PCA, 5000 HVGs" runs'
+        + f'\n- **{FORMER_NAME}**: the package defaults of 2026-12-03: the "spatial PCA, 5000 HVGs" runs'
+        f'\n- **{ADOPTED_NAME}**: the package defaults now: the "merged mixture, spectral domains" runs'
+        "\n\nEvery config but those named '... domains' cuts the domains by k-means, and every config but those "
+        "with a merged mixture uses the published pseudo-label mixture (``_former.py``)."
     )
     payload = {
         "device": device,

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _former import FORMER_CLUSTER, former_mixture
 from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -40,9 +41,9 @@ def worker(config: str, n_seeds: int, threads: int) -> dict:
     with threadpool_limits(threads):
         if CONFIGS[config].get("morphology_key") == "X_morphology":
             ae.pp.morphology(adata)
-        ae.pp.prepare(adata, n_clusters=7, **CONFIGS[config])
+        ae.pp.prepare(adata, n_clusters=7, **CONFIGS[config], **former_mixture(7))
         t = time.perf_counter()
-        ae.tl.consensus(adata, n_seeds=n_seeds, n_clusters=7, show_progress_bar=False)
+        ae.tl.consensus(adata, n_seeds=n_seeds, n_clusters=7, show_progress_bar=False, **FORMER_CLUSTER)
         seconds = time.perf_counter() - t
     truth = adata.obs["ground_truth"].astype(str).to_numpy()
     known = truth != "NA"

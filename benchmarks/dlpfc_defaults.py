@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _former import FORMER_CLUSTER, former_mixture  # the domains and pseudo-label mixture its runs used
 from _results import run_worker, thread_env, write_results
 from defaults_candidates import FORMER_PCA  # the transcriptomics PCA before issue 19's spatial PCA
 
@@ -103,13 +104,14 @@ def worker(config: str, seed: int, threads: int, epochs: int | None, mc: int | N
         if CONFIGS[config][0].get("morphology_key") == "X_morphology":
             ae.pp.morphology(adata)
         t = time.perf_counter()
-        ae.pp.prepare(adata, **{"n_clusters": 7, **CONFIGS[config][0]})
+        kw = {"n_clusters": 7, **CONFIGS[config][0]}
+        ae.pp.prepare(adata, **kw, **former_mixture(kw["n_clusters"]))
         seconds["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         ae.tl.fit(adata, **fit_kwargs)
         seconds["fit"] = time.perf_counter() - t
         t = time.perf_counter()
-        ae.tl.cluster(adata, n_clusters=7)
+        ae.tl.cluster(adata, n_clusters=7, **FORMER_CLUSTER)
         seconds["cluster"] = time.perf_counter() - t
         ae.tl.cluster(adata, n_clusters=7, method="bgm", key_added="aestetik_bgm")  # the published domain method
     truth = adata.obs["ground_truth"].astype(str).to_numpy()

@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from _former import former_mixture
 from _results import read_runs, run_logged, write_results
 from defaults_candidates import SECTIONS, load
 
@@ -78,7 +79,7 @@ def trained(section: str, seed: int, data: Path, cache: Path | None):
     if path is not None and path.exists():
         return ad.read_h5ad(path)
     adata, k = load(section, seed, data)
-    kw = {"n_clusters": k, "random_state": seed}
+    kw = {"n_clusters": k, "random_state": seed, **former_mixture(k)}  # the training defaults of its runs
     if "synthetic" in SECTIONS[section]:
         kw["morphology_key"] = "X_morphology"
     ae.pp.prepare(adata, **kw)

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _former import FORMER_CLUSTER, former_mixture
 from _results import run_worker, thread_env, write_results
 
 SECTIONS = ("151676", "151674")
@@ -57,9 +58,9 @@ def worker(kind: str, seed: int, data: Path, epochs: int | None) -> dict:
 
     def train(adata, **prepare_kw):
         t0 = time.perf_counter()
-        ae.pp.prepare(adata, random_state=seed, **prepare_kw)
+        ae.pp.prepare(adata, random_state=seed, **prepare_kw, **former_mixture(prepare_kw.get("n_clusters", 7)))
         ae.tl.fit(adata, random_state=seed, show_progress_bar=False, **fit_kw)
-        ae.tl.cluster(adata, 7, random_state=seed)
+        ae.tl.cluster(adata, 7, random_state=seed, **FORMER_CLUSTER)
         return time.perf_counter() - t0
 
     if kind in SECTIONS:  # alone, and for 151676 the transfer onto 151674
@@ -103,7 +104,7 @@ def worker(kind: str, seed: int, data: Path, epochs: int | None) -> dict:
         per_section = {}
         for s in SECTIONS:
             part = joint[(joint.obs["library_id"] == s).to_numpy()].copy()
-            ae.tl.cluster(part, 7, random_state=seed, key_added="alone")
+            ae.tl.cluster(part, 7, random_state=seed, key_added="alone", **FORMER_CLUSTER)
             per_section[s] = ari(part, "alone")
         out["ari_joint_embedding_clustered_per_section"] = per_section
         section = joint.obs["library_id"].astype(str).to_numpy()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _former import former_mixture
 from _results import write_results
 
 
@@ -70,7 +71,7 @@ def main() -> None:
     records, tables = [], {}
     with threadpool_limits(1):
         adata = ae.datasets.synthetic(n_spots=args.n_spots, n_domains=k, random_state=args.seed)
-        ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=k, random_state=args.seed)
+        ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=k, random_state=args.seed, **former_mixture(k))
         truth = adata.obs["ground_truth"].astype(str).to_numpy()
         t_labels = adata.obs["aestetik_transcriptomics_cluster"].astype(str).to_numpy()
         m_labels = adata.obs["aestetik_morphology_cluster"].astype(str).to_numpy()

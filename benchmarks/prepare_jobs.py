@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from _former import former_mixture
 from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +43,8 @@ def worker(n_jobs: int, repeats: int, *, morphology: bool, epochs: int, auto: bo
             t = time.perf_counter()
             if morphology:  # timed with prepare, as 'auto' computed it before it left out the lowres image
                 ae.pp.morphology(adata)
-            ae.pp.prepare(adata, n_clusters=7, morphology_key="X_morphology" if morphology else None, n_jobs=n_jobs)
+            morphology_key = "X_morphology" if morphology else None
+            ae.pp.prepare(adata, n_clusters=7, morphology_key=morphology_key, n_jobs=n_jobs, **former_mixture(7))
             prepare_s.append(time.perf_counter() - t)
     cols = [c for c in adata.obs if c.startswith("aestetik_") and c.endswith("_cluster")]
     labels = {c: np.asarray(adata.obs[c]).astype(str).tolist() for c in cols}

@@ -20,6 +20,7 @@ import os
 import platform
 from pathlib import Path
 
+from _former import former_mixture
 from _results import read_runs, run_logged, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -93,7 +94,7 @@ def worker(section: str, name: str, seed: int, data: Path) -> dict:
         else:
             adata.obsm["X_candidate"] = representation(adata, name, seed)
             kw = {"transcriptomics_key": "X_candidate"}
-        ae.pp.prepare(adata, morphology_key=None, n_clusters=7, random_state=seed, **kw)
+        ae.pp.prepare(adata, morphology_key=None, n_clusters=7, random_state=seed, **{**former_mixture(7), **kw})
         labels = adata.obs[Key.transcriptomics_cluster("aestetik")].to_numpy()
     return {
         "section": section,

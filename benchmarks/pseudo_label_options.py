@@ -22,6 +22,7 @@ import os
 import platform
 from pathlib import Path
 
+from _former import former_mixture
 from _results import read_runs, run_logged, spread_table, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -142,7 +143,7 @@ def worker(section: str, option: str, seed: int, data: Path) -> dict:
     sc.settings.n_jobs = 1
     with threadpool_limits(1):
         adata = ad.read_h5ad(data / SECTIONS[section])
-        ae.pp.prepare(adata, morphology_key=None, n_clusters=7, random_state=seed, **kwargs)
+        ae.pp.prepare(adata, morphology_key=None, n_clusters=7, random_state=seed, **{**former_mixture(7), **kwargs})
         labels = adata.obs[Key.transcriptomics_cluster("aestetik")].to_numpy()
     return {"section": section, "option": option, "seed": seed, "ari": ari_known(adata.obs["ground_truth"], labels)}
 

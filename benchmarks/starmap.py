@@ -1,7 +1,9 @@
 """Single cells: ARI on the STARmap section (mouse mPFC, 1,049 cells, 4 layers) of ours beside BANKSY, SpaGCN, Leiden.
 
 Ours runs ``ae.pp.prepare(coords='cells', morphology_key=None, n_clusters=4)``, ``ae.tl.fit`` and
-``ae.tl.cluster(n_clusters=4)`` with the package defaults otherwise, plus the variants named in ``VARIANTS``
+``ae.tl.cluster(n_clusters=4)`` with the package defaults of its stored runs otherwise (the published pseudo-label
+mixture unless a variant sets one, and k-means domains unless ``--cluster-method``; ``_former.py``), plus the
+variants named in ``VARIANTS``
 (window size, cells per site, pseudo-label smoothing). BANKSY (``pybanksy``: lambda 0.8, its authors' choice for domains, 15 neighbours,
 m = 1, 20 PCs; on log1p-normalised and on normalised counts) is clustered by k-means and by Leiden (resolution searched to 4
 clusters); SpaGCN without histology (``l`` for p = 0.5, k-means initialisation with 4 clusters, as its Louvain one needs the
@@ -11,6 +13,10 @@ table and writes ``results/starmap.{json,md}``::
 
     pip install pybanksy SpaGCN --no-deps --target /tmp/bench_site     # their other dependencies are ours
     PYTHONPATH=/tmp/bench_site python benchmarks/starmap.py              # 1 thread unless --threads
+    python benchmarks/starmap.py --no-baselines --variants "default (w 7, 2 sites per cell, smoothing 3 sites)" \
+        --cluster-method spectral --name starmap_spectral_domains
+    python benchmarks/starmap.py --no-baselines --cluster-method spectral --name starmap_mixture_spectral_domains \
+        --variants "merged pseudo-label mixture (5 components into 4, 41 starts)"       # the current defaults
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import scanpy as sc
 import torch
+from _former import FORMER_CLUSTER, former_mixture
 from _results import write_results
 from sklearn.metrics import adjusted_rand_score
 
@@ -91,17 +98,20 @@ def _log_normalised(adata):
     return a
 
 
-def run_ours(adata, seed: int, prepare_kw: dict, cells_per_site: float) -> tuple[float, float, dict]:
+def run_ours(
+    adata, seed: int, prepare_kw: dict, cells_per_site: float, cluster_method: str = FORMER_CLUSTER["method"]
+) -> tuple[float, float, dict]:
     a = adata.copy()
     t0 = time.perf_counter()
     old = _cells.CELLS_PER_SITE
     _cells.CELLS_PER_SITE = cells_per_site
     try:
-        ae.pp.prepare(a, coords="cells", morphology_key=None, n_clusters=N_DOMAINS, random_state=seed, **prepare_kw)
+        kw = {**former_mixture(N_DOMAINS), **prepare_kw}  # the published mixture unless the variant sets one
+        ae.pp.prepare(a, coords="cells", morphology_key=None, n_clusters=N_DOMAINS, random_state=seed, **kw)
     finally:
         _cells.CELLS_PER_SITE = old
     ae.tl.fit(a, random_state=seed, show_progress_bar=False)
-    ae.tl.cluster(a, n_clusters=N_DOMAINS, random_state=seed, show_progress_bar=False)
+    ae.tl.cluster(a, n_clusters=N_DOMAINS, random_state=seed, show_progress_bar=False, method=cluster_method)
     lattice = a.uns["aestetik"]["prepare"]["lattice"]
     info = {
         "spacing": float(np.asarray(lattice["spacing"])[0]),
@@ -198,6 +208,11 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true", help="ours only")
     parser.add_argument("--name", default="starmap", help="results/<name>.{json,md}")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--cluster-method",
+        default=FORMER_CLUSTER["method"],
+        help="tl.cluster's method for ours (default: k-means, the domains of the stored results/starmap.md)",
+    )
     args = parser.parse_args()
     import numba
     from threadpoolctl import threadpool_limits
@@ -219,7 +234,7 @@ def main() -> None:
     for seed in args.seeds:
         for name in args.variants:
             kw, cps, description = VARIANTS[name]
-            ari, seconds, info = run_ours(adata, seed, kw, cps)
+            ari, seconds, info = run_ours(adata, seed, kw, cps, args.cluster_method)
             add(f"AESTETIK {name}", description, seed, ari, seconds, info)
         if args.no_baselines:
             continue

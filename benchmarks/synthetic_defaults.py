@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _former import FORMER_CLUSTER, former_mixture
 from _results import run_worker, thread_env, write_results
 
 HERE = Path(__file__).resolve().parent
@@ -55,9 +56,10 @@ def worker(setting: str, config: str, section: int, n_spots: int) -> dict:
     with threadpool_limits(1):
         adata = ae.datasets.synthetic(n_spots=n_spots, n_domains=4, random_state=section, **SETTINGS[setting])
         t = time.perf_counter()
-        ae.pp.prepare(adata, **{"morphology_key": "X_morphology", "n_clusters": 4, **prepare_kw})
+        kw = {"morphology_key": "X_morphology", "n_clusters": 4, **prepare_kw}
+        ae.pp.prepare(adata, **kw, **former_mixture(kw["n_clusters"]))
         ae.tl.fit(adata, show_progress_bar=False, accelerator="cpu", **FIT_KWARGS.get(config, {}))
-        ae.tl.cluster(adata, n_clusters=4, **cluster_kw)
+        ae.tl.cluster(adata, n_clusters=4, **{**FORMER_CLUSTER, **cluster_kw})
         seconds = time.perf_counter() - t
     obs = adata.obs
     return {

@@ -172,9 +172,15 @@ def test_prepare_mixture_components_and_starts(monkeypatch):
 
     monkeypatch.setattr(_pseudo_labels, "cluster_features", recorded)
     adata = make_small()
-    # the default: the published mixture, as many components as clusters, 10 random starts and one from k-means
+    # the default: one component more than clusters, merged; 40 random starts and one from k-means
     ae.pp.prepare(adata, morphology_key=None, n_clusters=3)
-    assert calls == [(3, None, _mixture.BGM_INITS)]
+    assert calls == [(3, 4, (("random", 40), ("kmeans", 1)))]
+    params = adata.uns["aestetik"]["prepare"]["params"]
+    assert (params["mixture_components"], params["mixture_starts"]) == (4, 40)
+    calls.clear()
+    # the published mixture: as many components as clusters, 10 random starts and one from k-means
+    ae.pp.prepare(adata, morphology_key=None, n_clusters=3, mixture_components=3, mixture_starts=10)
+    assert calls == [(3, 3, _mixture.BGM_INITS)]
     params = adata.uns["aestetik"]["prepare"]["params"]
     assert (params["mixture_components"], params["mixture_starts"]) == (3, 10)
     calls.clear()

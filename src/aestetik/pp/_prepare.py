@@ -60,7 +60,7 @@ def prepare(
     spatial_pca: bool | None = None,
     pseudo_label_smoothing: float | None = None,
     mixture_components: int | None = None,
-    mixture_starts: int = 10,
+    mixture_starts: int = 40,
     n_jobs: int | None = None,
     random_state: int = 0,
     reference: AnnData | str | PathLike | None = None,
@@ -116,8 +116,8 @@ def prepare(
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
         one cluster more than :func:`aestetik.tl.cluster`'s ``n_clusters`` can help (DLPFC 151676: ARI 0.590
-        instead of 0.557 with the former PCA; worse on the synthetic sections), and ``mixture_components``
-        (below) did better on every DLPFC section measured (see the benchmarks page).
+        instead of 0.557 with the former PCA; worse on the synthetic sections); the default mixture already has
+        one component more, merged (``mixture_components``, below).
     {clustering_method}
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.
@@ -171,15 +171,14 @@ def prepare(
         ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the
         mixture's shared covariance (the two that overlap most) are merged, again and again, until ``n_clusters``
         remain: a band of tissue with a gradient across it takes two Gaussian components, and the merge keeps it
-        one pseudo-label instead of cutting another band in two. ``None`` (default): ``n_clusters``, the
-        published mixture. For layered tissue try ``n_clusters + 1`` with ``mixture_starts=40``: on the three DLPFC
-        sections measured it raised the ARI from 0.558 / 0.634 / 0.560 to 0.600 / 0.657 / 0.596 and the seeds
-        agreed within 0.008-0.024, but it lowered the synthetic sections of compact domains (hexagonal 0.952 to
-        0.842 over 6 seeds) and the single cells of STARmap (0.872 to 0.862), so it is not the default (see the
-        benchmarks page). The mixture then takes about 3.6 times as long.
+        one pseudo-label instead of cutting another band in two. ``None`` (default): ``n_clusters + 1``, one
+        component to merge (not in the reference; ``n_clusters`` with ``mixture_starts=10`` is the published
+        mixture). With spectral domains it raised the three DLPFC sections measured and made their seeds agree
+        and kept the synthetic sections and STARmap within 0.01 (see the benchmarks page). The mixture takes
+        about 3.6 times as long as the published one.
     mixture_starts
         Random starts of that mixture; one start from k-means is added and the fit with the highest lower bound
-        is kept. The published 10 by default.
+        is kept. Default 40 (published: 10).
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
         modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not
@@ -244,6 +243,8 @@ def prepare(
         mixture_starts=mixture_starts,
         spatial_pca=spatial_pca,
     )
+    if mixture_components is None and clustering_method == "bgm" and isinstance(n_clusters, int | np.integer):
+        mixture_components = min(int(n_clusters) + 1, adata.n_obs)  # one to merge (the default, not published)
     compute_pca = transcriptomics_key not in adata.obsm
     if not compute_pca:
         t = assert_obsm_key(adata, transcriptomics_key, fix="")

@@ -54,11 +54,11 @@ def cluster(
     random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
-    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone. With the defaults
-    (spectral clustering) ``'auto'`` chose 7 domains in 7 of 9 runs on DLPFC sections with 7 layers (8 and 9 in the
+    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone. With spectral clustering
+    (the default) ``'auto'`` chose 7 domains in 7 of 9 runs on DLPFC sections with 7 layers (8 and 9 in the
     others) and 4-10 on synthetic sections with 4; with ``method='kmeans'``, which reproduces finer cuts of an
-    embedding as well as the annotated one, it chose 9-13 and 8-14 (``benchmarks/domain_methods.py``). A range
-    around the number you expect narrows it.
+    embedding as well as the annotated one, it chose 9-13 and 8-14 (``benchmarks/domain_methods.py``, embeddings
+    trained with the published pseudo-label mixture). A range around the number you expect narrows it.
 
     With ``model`` (a trained and clustered AnnData, or a file of :func:`aestetik.tl.save_model` written after
     ``cluster``) a new section embedded with that model (``aestetik.tl.embed(adata, model=model)``) is labelled

@@ -96,12 +96,21 @@ def _many_sections(results: Path) -> list[dict]:
     ]
 
 
+#: The STARmap run of the current defaults (merged pseudo-label mixture, spectral domains); ``starmap.json`` holds
+#: the former defaults' run and the peers.
+STARMAP_CURRENT = "starmap_mixture_spectral_domains.json"
+
+
 def _starmap(results: Path) -> list[dict]:
     if (d := _read(results, "starmap.json")) is None:
         return []
     res, out, src = d["results"], [], "starmap.json"
+    current = _read(results, STARMAP_CURRENT)
+    if current is not None:
+        for name, r in current["results"].items():
+            out.append(_entry(CELLS, OURS, r["ari"], STARMAP_CURRENT, name))
     for name, r in res.items():
-        if name.startswith("AESTETIK default"):
+        if name.startswith("AESTETIK default") and current is None:
             out.append(_entry(CELLS, OURS, r["ari"], src, name))
         elif name.startswith("SpaGCN"):
             out.append(_entry(CELLS, "SpaGCN", r["ari"], src, name))

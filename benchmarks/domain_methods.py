@@ -1,11 +1,12 @@
 """How the domains are cut from one trained embedding (issue 19): k-means, the graph methods and others.
 
-For each section and seed, the default flow is trained once (``ae.pp.prepare`` / ``ae.tl.fit`` with package defaults,
-the seed going to both, as in ``defaults_candidates.py``), and the same embedding ``obsm['X_aestetik']`` is cut into
+For each section and seed, the default flow is trained once (``ae.pp.prepare`` / ``ae.tl.fit`` with the package
+defaults of its stored runs, i.e. the published pseudo-label mixture (``_former.py``), the seed going to both, as in
+``defaults_candidates.py``), and the same embedding ``obsm['X_aestetik']`` is cut into
 the domains by each method, each followed by the package's spatial refinement (10 confident neighbours on the
 lattice):
 
-- ``kmeans`` (the default), ``leiden``, ``louvain``, ``bgm``, ``spectral``: ``ae.tl.cluster(method=...)``;
+- ``kmeans`` (the former default), ``leiden``, ``louvain``, ``bgm``, ``spectral`` (the default): ``ae.tl.cluster(method=...)``;
 - ``kmeans, no refinement``: ``ae.tl.cluster(refine=False)``;
 - ``ward``, ``GMM full``, ``GMM tied``, ``k-means on unit-length rows``: scikit-learn on the embedding (not package
   options), then the same refinement.
@@ -13,8 +14,8 @@ lattice):
 Also recorded per run: the within-domain sum of squares of the manual labels divided by that of the k-means
 domains (before refinement, labelled spots), i.e. whether k-means' own objective prefers another partition than
 the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` chooses with k-means and with spectral
-clustering. Sections are those of ``defaults_candidates.py``. Runs are appended to ``results/domain_methods.jsonl`` (resumable); the table goes to
-``results/domain_methods.{md,json}``. ``--cache DIR`` keeps each trained AnnData there (and reuses it), so the
+clustering. Sections are those of ``defaults_candidates.py``. Runs are appended to
+``results/domain_methods.jsonl`` (resumable); the table goes to ``results/domain_methods.{md,json}``. ``--cache DIR`` keeps each trained AnnData there (and reuses it), so the
 methods can be rerun without training::
 
     python benchmarks/domain_methods.py --jobs 2
@@ -41,6 +42,11 @@ OTHER_METHODS = ("ward", "GMM full", "GMM tied", "k-means on unit-length rows")
 METHODS = [*PACKAGE_METHODS, *OTHER_METHODS]
 #: Methods whose ``n_clusters='auto'`` choice is recorded.
 AUTO_METHODS = ("kmeans", "spectral")
+
+
+def _auto_field(name: str, method: str) -> str:
+    """Key of an ``n_clusters='auto'`` record: ``name`` for k-means (the runs before spectral), else ``name method``."""
+    return name if method == "kmeans" else f"{name} {method}"
 
 
 def other_labels(name: str, x, k: int, seed: int):
@@ -131,12 +137,8 @@ def worker(section: str, seed: int, data: Path, cache: Path | None) -> dict:
             auto = ae.tl.cluster(
                 adata, n_clusters="auto", method=method, random_state=seed, copy=True, show_progress_bar=False
             )
-            out["auto_n_clusters" + ("" if method == "kmeans" else f" {method}")] = int(
-                auto.uns["aestetik"]["cluster"]["stability"]["chosen"]
-            )
-            out["auto_ari" + ("" if method == "kmeans" else f" {method}")] = ari_known(
-                truth, auto.obs["aestetik"].to_numpy()
-            )
+            out[_auto_field("auto_n_clusters", method)] = int(auto.uns["aestetik"]["cluster"]["stability"]["chosen"])
+            out[_auto_field("auto_ari", method)] = ari_known(truth, auto.obs["aestetik"].to_numpy())
             out["seconds"][f"{method}, auto"] = time.perf_counter() - t
         known = known_labels(truth)
         km = cluster_features(x[known], k, method="kmeans", random_state=seed).labels
@@ -178,11 +180,10 @@ def table(runs: list[dict], sections: list[str]) -> str:
         ratios.append(f"{np.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})")
     lines.append("| within-domain sum of squares, manual labels / k-means | " + " | ".join(ratios) + " | | | |")
     for method in AUTO_METHODS:
-        suffix = "" if method == "kmeans" else f" {method}"
         autos = []
         for s in sections:
-            ks = [str(r["auto_n_clusters" + suffix]) for r in runs if r["section"] == s]
-            aris = [r["auto_ari" + suffix] for r in runs if r["section"] == s]
+            ks = [str(r[_auto_field("auto_n_clusters", method)]) for r in runs if r["section"] == s]
+            aris = [r[_auto_field("auto_ari", method)] for r in runs if r["section"] == s]
             autos.append(f"K = {', '.join(ks)}: ARI {np.mean(aris):.3f} ({min(aris):.3f}-{max(aris):.3f})")
         lines.append(
             f"| {method}, `n_clusters='auto'` (K chosen per seed) | "

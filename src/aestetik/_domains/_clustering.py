@@ -113,10 +113,10 @@ def cluster_features(
     100,000 for k-means) and then predict every row; ``'leiden'``/``'louvain'`` partition the graph of at most
     50,000 random rows (``'spectral'``: 10,000), and every other row takes the majority label of its
     :data:`PREDICT_NEIGHBORS` nearest partitioned rows. The mixture's starts run in ``n_jobs`` processes
-    (joblib's meaning; the result does not depend on it). ``n_components`` (``'bgm'`` only; default ``n_clusters``) fits a mixture of that many
-    components and merges the most overlapping ones into ``n_clusters`` clusters
-    (:func:`~aestetik._domains._mixture.merge_components`); ``bgm_inits`` are its starts (default
-    :data:`~aestetik._domains._mixture.BGM_INITS`).
+    (joblib's meaning; the result does not depend on it). ``n_components`` (``'bgm'`` only; default
+    ``n_clusters``) fits a mixture of that many components and merges the most overlapping ones into
+    ``n_clusters`` clusters (:func:`~aestetik._domains._mixture.merge_components`); ``bgm_inits`` are its starts
+    (default :data:`~aestetik._domains._mixture.BGM_INITS`).
     """
     if method not in CLUSTER_METHODS:
         msg = f"Unknown method={method!r}; choose one of {', '.join(repr(m) for m in CLUSTER_METHODS)}."
@@ -151,18 +151,17 @@ def cluster_features(
         labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs, n_components, bgm_inits)
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
-    elif method == "spectral":
-        labels = spectral_labels(x if fit_rows is None else x[fit_rows], int(n_clusters), random_state)
-        if fit_rows is not None:
-            labels = _predict_by_neighbours(x, fit_rows, labels)
-    else:
+    else:  # the graph methods and spectral clustering: cut the subsample, label the rest by neighbours
         data = x if fit_rows is None else x[fit_rows]
-        partitions = GraphPartitions(data, method, random_state)
-        if is_int:
-            labels, resolution = partitions.search(int(n_clusters))
+        if method == "spectral":
+            labels = spectral_labels(data, int(n_clusters), random_state)
         else:
-            resolution = float(n_clusters)
-            labels = partitions(resolution)
+            partitions = GraphPartitions(data, method, random_state)
+            if is_int:
+                labels, resolution = partitions.search(int(n_clusters))
+            else:
+                resolution = float(n_clusters)
+                labels = partitions(resolution)
         if fit_rows is not None:
             labels = _predict_by_neighbours(x, fit_rows, labels)
 

@@ -1,12 +1,12 @@
 """How the domains are cut from one trained embedding (issue 19): k-means, the graph methods and others.
 
 For each section and seed, the default flow is trained once (``ae.pp.prepare`` / ``ae.tl.fit`` with the package
-defaults of its stored runs, i.e. the published pseudo-label mixture (``_former.py``), the seed going to both, as in
-``defaults_candidates.py``), and the same embedding ``obsm['X_aestetik']`` is cut into
-the domains by each method, each followed by the package's spatial refinement (10 confident neighbours on the
-lattice):
+defaults of its stored runs, i.e. the published pseudo-label mixture (``_former.py``), the seed going to both, as
+in ``defaults_candidates.py``), and the same embedding ``obsm['X_aestetik']`` is cut into the domains by each
+method, each followed by the package's spatial refinement (10 confident neighbours on the lattice):
 
-- ``kmeans`` (the former default), ``leiden``, ``louvain``, ``bgm``, ``spectral`` (the default): ``ae.tl.cluster(method=...)``;
+- ``kmeans`` (the former default), ``leiden``, ``louvain``, ``bgm``, ``spectral`` (the default):
+  ``ae.tl.cluster(method=...)``;
 - ``kmeans, no refinement``: ``ae.tl.cluster(refine=False)``;
 - ``ward``, ``GMM full``, ``GMM tied``, ``k-means on unit-length rows``: scikit-learn on the embedding (not package
   options), then the same refinement.
@@ -15,8 +15,8 @@ Also recorded per run: the within-domain sum of squares of the manual labels div
 domains (before refinement, labelled spots), i.e. whether k-means' own objective prefers another partition than
 the truth (above 1), and what ``ae.tl.cluster(n_clusters='auto')`` chooses with k-means and with spectral
 clustering. Sections are those of ``defaults_candidates.py``. Runs are appended to
-``results/domain_methods.jsonl`` (resumable); the table goes to ``results/domain_methods.{md,json}``. ``--cache DIR`` keeps each trained AnnData there (and reuses it), so the
-methods can be rerun without training::
+``results/domain_methods.jsonl`` (resumable); the table goes to ``results/domain_methods.{md,json}``.
+``--cache DIR`` keeps each trained AnnData there (and reuses it), so the methods can be rerun without training::
 
     python benchmarks/domain_methods.py --jobs 2
     python benchmarks/domain_methods.py --sections "synthetic square" --seeds 3 4 5 --cache /tmp/domain_methods
@@ -76,7 +76,7 @@ def within_ss(x, labels) -> float:
 
 
 def trained(section: str, seed: int, data: Path, cache: Path | None):
-    """The section after ``prepare`` and ``fit`` with package defaults (from ``cache`` when it is there)."""
+    """The section after ``prepare`` and ``fit`` with the defaults of its runs (from ``cache`` when it is there)."""
     import anndata as ad
 
     import aestetik as ae

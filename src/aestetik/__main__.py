@@ -13,7 +13,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     import aestetik as ae
-    from aestetik.pl._spatial import _ari, _known
+    from aestetik._domains._scores import ari_known, known_labels
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -31,8 +31,9 @@ def _demo(args: argparse.Namespace) -> int:
     t2 = time.perf_counter()
     ae.tl.cluster(adata, n_clusters=args.n_clusters, random_state=args.seed)
     t3 = time.perf_counter()
-    ari = _ari(adata, "aestetik", "ground_truth")
-    known = _known(adata.obs["ground_truth"])
+    truth = adata.obs["ground_truth"]
+    ari = ari_known(truth, adata.obs["aestetik"].astype(str).to_numpy())
+    known = known_labels(truth)
     figure = out / "aestetik_dlpfc_151676.png"
     ae.pl.spatial(adata, color=["aestetik", "ground_truth"], ground_truth="ground_truth", save=figure)
     loss_figure = out / "aestetik_loss.png"

@@ -97,7 +97,7 @@ def test_ddp_spawn_two_processes_equal_quality(prepared, tmp_path, monkeypatch):
     )
     a1, a2 = ari(one), ari(two)
     assert a1 > 0.7
-    assert abs(a1 - a2) < 0.1  # seeds 0 and 1 measured: 0.899 vs 0.882, 0.909 vs 0.909
+    assert abs(a1 - a2) < 0.1  # two processes as good as one
     assert list(tmp_path.iterdir()) == []  # no files: the weights came back through Lightning's temp folder
 
 

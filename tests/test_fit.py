@@ -3,10 +3,11 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 from _data import FAST_FIT, make_small
 
 import aestetik as ae
-from aestetik._model._train import restore_module
+from aestetik._model._train import check_accelerator, restore_module
 from aestetik._records import read_fitted, read_prepared
 
 
@@ -200,6 +201,46 @@ def test_fit_bad_input_leaves_adata_unchanged(prepared, edit, kwargs, error, mat
         ae.tl.fit(adata, **{**FAST_FIT, **kwargs})
     assert keys == (sorted(adata.obsm.keys()), sorted(adata.uns.keys()), list(adata.obs.columns))
     assert "X_aestetik" not in adata.obsm
+
+
+def _keys(adata):
+    return sorted(adata.obsm.keys()), sorted(adata.uns.keys()), {k: sorted(v) for k, v in adata.uns.items()}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda"])
+def test_gpu_without_one_is_refused_before_anything(prepared, accelerator, tmp_path, monkeypatch):
+    """fit, consensus, ablation and embed name the fix instead of Lightning's MisconfigurationException."""
+    monkeypatch.chdir(tmp_path)
+    adata = prepared.copy()
+    ae.tl.fit(adata, **FAST_FIT)  # a model for embed
+    before = _keys(adata)
+    embedding = adata.obsm["X_aestetik"].copy()
+    match = rf"accelerator='{accelerator}' was asked for but no CUDA GPU is available: pass accelerator='auto'"
+    with pytest.raises(ValueError, match=match):
+        ae.tl.fit(adata, **FAST_FIT, accelerator=accelerator, key_added="gpu")
+    fit_kwargs = {"max_epochs": 2, "n_mc_samples": 5, "c_hid": 8, "latent_dim": 4, "accelerator": accelerator}
+    with pytest.raises(ValueError, match=match):
+        ae.tl.consensus(adata, n_seeds=2, n_clusters=3, fit_kwargs=fit_kwargs, key_added="gpu", show_progress_bar=False)
+    with pytest.raises(ValueError, match=match):
+        ae.tl.ablation(adata, n_clusters=3, fit_kwargs=fit_kwargs, key_added="gpu", show_progress_bar=False)
+    with pytest.raises(ValueError, match=match):
+        ae.tl.embed(adata, n_mc_samples=5, accelerator=accelerator, key_added="gpu")
+    assert _keys(adata) == before
+    np.testing.assert_array_equal(adata.obsm["X_aestetik"], embedding)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_gpus_than_there_are_are_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_accelerator("gpu", 1)
+    check_accelerator("auto", [0])
+    check_accelerator("cpu", 4)  # CPU processes, not GPUs
+    with pytest.raises(ValueError, match=r"devices=2 asks for 2 GPUs but this machine has 1: pass devices=1"):
+        check_accelerator("gpu", 2)
+    with pytest.raises(ValueError, match=r"devices=\[0, 1\] names GPU 1 but this machine has GPUs 0 to 0"):
+        check_accelerator("auto", [0, 1])
 
 
 def test_fit_after_subsetting_is_refused(prepared):

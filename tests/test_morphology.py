@@ -388,7 +388,7 @@ def test_prepare_auto_leaves_out_images_of_few_pixels(monkeypatch):
     assert rec["morphology_skipped"] == ""
     assert len(logged) == 2
     assert "2.8 px wide in image 'lowres' of library 's'" in logged[1]
-    assert "`aestetik.pp.prepare(morphology_key='auto')` does not compute it" in logged[1]
+    assert "`aestetik.pp.prepare(morphology_key='auto')` leaves such an image out" in logged[1]
 
 
 def test_prepare_auto_without_image_and_bad_scale():

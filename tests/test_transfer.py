@@ -174,6 +174,18 @@ def test_embed_and_cluster_refusals_change_nothing(trained):
     assert_same(before, snapshot(new))
 
 
+def test_embed_of_a_section_not_prepared_against_the_model_names_reference(trained, model_path):
+    """``embed(new, model=...)`` before ``prepare(new, reference=...)``: the error names that call, not a plain prepare."""
+    new = _new()
+    before = snapshot(new)
+    with pytest.raises(KeyError, match=r"aestetik\.pp\.prepare\(adata, reference=model, key_added='aestetik'\)"):
+        ae.tl.embed(new, model=trained)
+    with pytest.raises(KeyError, match="reference=") as info:
+        ae.tl.embed(new, model=model_path)
+    assert f"reference={str(model_path)!r}" in str(info.value)
+    assert_same(before, snapshot(new))
+
+
 def test_a_projected_section_is_not_trained_on(trained):
     """A section prepared with `reference=` has no pseudo-labels: fit, consensus and ablation say what to do."""
     new = _new()

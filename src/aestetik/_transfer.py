@@ -14,31 +14,7 @@ from typing import Any
 
 import numpy as np
 
-
-class PreparedSizes:
-    """The sizes a ``prepare`` record holds (its ``record`` attribute): channels per modality and the window."""
-
-    record: Mapping[str, Any]
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self.record["params"]
-
-    @property
-    def n_transcriptomics(self) -> int:
-        return int(self.record["n_transcriptomics"])
-
-    @property
-    def n_morphology(self) -> int:
-        return int(self.record["n_morphology"])
-
-    @property
-    def n_channels(self) -> int:
-        return self.n_transcriptomics + self.n_morphology
-
-    @property
-    def window_size(self) -> int:
-        return int(self.params["window_size"])
+from aestetik._model._types import PreparedSizes
 
 
 @dataclass(frozen=True)

@@ -47,24 +47,21 @@ GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
 #: Resolutions tried for an int ``n_clusters`` with ``leiden``/``louvain`` (reference: start 0.1, end 3, step 0.02).
 RESOLUTIONS: np.ndarray = np.round(np.arange(0.1, 3.0, 0.02), 6)
 #: Tried downward when no resolution of :data:`RESOLUTIONS` gives exactly ``n_clusters`` and all give more (not in
-#: the reference, which then returned another number of clusters): on the DLPFC embeddings 0.1 already gives 4-6
-#: clusters and 0.01-0.05 give 2-4.
+#: the reference, which then returned another number of clusters): on embeddings with few, large domains the
+#: lowest resolution of :data:`RESOLUTIONS` can already give more clusters than asked for.
 LOW_RESOLUTIONS: np.ndarray = np.round(np.r_[np.arange(0.09, 0.005, -0.01), 0.005, 0.002, 0.001], 6)
 #: Neighbours of the graph for ``leiden``/``louvain``.
 GRAPH_N_NEIGHBORS = 50
 #: ``'bgm'`` and ``'kmeans'`` fit on at most this many random spots, then predict all (see cluster_features).
 #: The mixture's random initialisation (random responsibilities, as published) starts every component at
-#: nearly the global mean once there are many spots, and then converges to a degenerate split (measured on
-#: the synthetic sections: ARI 0.98 fitted on 5,000 of 100,000 spots, 0.02 on 20,000 or more). The k-means
-#: start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11 fits on every spot would
-#: dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any Visium section holds
-#: (4,992).
+#: nearly the global mean once there are many spots, and then converges to a degenerate split (see the
+#: benchmarks page). The k-means start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11
+#: fits on every spot would dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any
+#: Visium section holds (4,992).
 #: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots; every other spot takes the
-#: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots (``benchmarks/
-#: graph_clustering_scaling.py``, 2 CPU cores: Louvain on 100,000 spots in 12 s instead of 22 s, the same labels).
-#: ``'spectral'`` does the same from 10,000 spots: its eigen-solver's time grows faster than the number of spots
-#: (one thread, an embedding of a DLPFC section resampled with noise: 0.5 s for 5,000 spots, 1.8 s for 10,000,
-#: 5.7 s for 20,000).
+#: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots, which is faster on larger data and
+#: gives the same labels (see the benchmarks page). ``'spectral'`` does the same from 10,000 spots: its
+#: eigen-solver's time grows faster than the number of spots.
 MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000, "spectral": 10_000}
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
 PREDICT_NEIGHBORS = 15

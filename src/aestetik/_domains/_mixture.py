@@ -23,8 +23,8 @@ BGM_REG_COVAR_RETRIES = 3
 #: one from k-means; as within sklearn's ``n_init``, the fit with the highest variational lower bound (the
 #: mixture's own objective) is kept, so the result is never worse by that objective than the published one.
 #: Random responsibilities start every component near the global mean and can all converge to one poor
-#: split (a trained synthetic embedding: ARI 0.42 from all 10, 0.92 from k-means, which also has the
-#: higher bound); where the random fits are better (DLPFC pseudo-labels) their bound is the higher one.
+#: split, which the k-means start avoids with a higher bound; where the random fits are better, their bound is
+#: the higher one.
 BGM_INITS: tuple[tuple[str, int], ...] = (("random", 10), ("kmeans", 1))
 
 

@@ -8,8 +8,8 @@ first ``c`` eigenvectors only say which piece a row is in: with at most as many 
 one or more clusters, as it should be, but with more pieces than clusters the clusters become arbitrary unions
 of pieces. So while the graph has more pieces than clusters the number of neighbours is doubled
 (:func:`knn_affinity`). Every piece of a ``k``-nearest-neighbour graph holds at least ``k`` rows, so this only
-happens with groups of rows far apart from the rest; each of the 21 trained embeddings of
-``benchmarks/domain_methods.py`` (DLPFC and synthetic sections) gave one piece at 30 neighbours.
+happens with groups of rows far apart from the rest; a trained embedding of one section usually gives one piece
+at 30 neighbours.
 """
 
 from __future__ import annotations

@@ -202,13 +202,11 @@ def _warn_few_pixels(lib: Library) -> None:
     pixels = spot_pixels(lib)
     if pixels < FEW_PIXELS:
         logg.warning(
-            f"Spots are {pixels:.1f} px wide in image {lib.image_key!r} of library {lib.name!r}, so the patches show "
-            "the tissue's colour, not cells or their texture: on the DLPFC sections measured (lowres, 4.3 px) such "
-            "morphology never raised the layer ARI (the bundled section: 0.551 without it, 0.549 with it; with the "
-            "former transcriptomics PCA it lowered all three), which is why "
-            "`aestetik.pp.prepare(morphology_key='auto')` does not compute it from such an image. A higher-resolution "
-            "image (`image_key='hires'`, or the full-resolution image as a squidpy `ImageContainer` through `img`) "
-            "gives the features more to see."
+            f"Spots are {pixels:.1f} px wide in image {lib.image_key!r} of library {lib.name!r}, under "
+            f"{FEW_PIXELS:.0f} px: the patches show the tissue's colour rather than cells, and "
+            "`aestetik.pp.prepare(morphology_key='auto')` leaves such an image out. For features of cells, pass a "
+            "higher-resolution image (`image_key='hires'`, or the full-resolution image as a squidpy `ImageContainer` "
+            "through `img`)."
         )
 
 

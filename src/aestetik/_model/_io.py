@@ -10,6 +10,13 @@ from typing import Any
 import numpy as np
 
 FORMAT = "aestetik-weights-v1"
+#: The parameters of the network itself (what a weights file needs to rebuild it).
+NETWORK_PARAMS = ("c_hid", "latent_dim", "kernel_size", "n_ensemble", "dropout")
+
+
+def network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of :class:`~aestetik._model._network.AestetikNetwork` among the fit parameters."""
+    return {k: params[k] for k in NETWORK_PARAMS}
 
 
 def state_to_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -160,8 +167,6 @@ def model_file_config(
 
 def model_config(config: Mapping[str, Any], path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
     """The fit record (without weights), network kwargs and layout stored by :func:`aestetik.tl.save_model`."""
-    from ._train import NETWORK_PARAMS
-
     if config.get("kind") != MODEL_KIND:
         msg = (
             f"{str(path)!r} holds aestetik weights but no model configuration (expected {MODEL_KIND!r}); "

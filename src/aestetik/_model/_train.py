@@ -3,7 +3,7 @@
 :func:`resolve_params` checks and resolves the arguments of :func:`aestetik.tl.fit` against the prepared data,
 :func:`check_fit_memory` refuses a run that would not fit on the device, :func:`train` trains the Lightning module and
 embeds every spot (:func:`fit_prepared` runs these three), :func:`embed` recomputes the embedding from stored weights. Everything takes a
-:class:`~aestetik._records.Prepared` (or :class:`~aestetik._records.Fitted`) and returns arrays and records.
+:class:`~aestetik._model._types.Prepared` (or :class:`~aestetik._model._types.Fitted`) and returns arrays and records.
 """
 
 from __future__ import annotations
@@ -16,25 +16,18 @@ from scanpy import logging as logg
 
 from aestetik._validation import assert_choice, assert_int
 
+from ._io import arrays_to_state, network_kwargs, state_to_arrays
 from ._memory import MemoryEstimate
+from ._types import Fitted, Prepared
 from ._weights import calibrate_weights
 
 if TYPE_CHECKING:
-    from aestetik._records import Fitted, Prepared
-
     from ._module import AestetikModule
 
 #: Anchors per step by default (fewer when the data have fewer spots).
 DEFAULT_BATCH_SIZE = 8192
 #: Default weight of the morphology terms when there is a morphology representation.
 DEFAULT_MORPHOLOGY_WEIGHT = 1.5
-#: The parameters of the network itself (what a weights file needs to rebuild it).
-NETWORK_PARAMS = ("c_hid", "latent_dim", "kernel_size", "n_ensemble", "dropout")
-
-
-def network_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of :class:`~aestetik._model._network.AestetikNetwork` among the fit parameters."""
-    return {k: params[k] for k in NETWORK_PARAMS}
 
 
 def resolve_params(
@@ -67,7 +60,7 @@ def resolve_params(
             "or train on it after `aestetik.pp.prepare(adata)` without `reference`."
         )
         raise ValueError(msg)
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     assert_int(
         max_epochs=max_epochs,
@@ -129,6 +122,38 @@ def resolve_params(
         "aestetik_version": __version__,
     }
     return params, weights
+
+
+def check_accelerator(accelerator: Any, devices: Any = 1) -> None:
+    """Refuse, before anything runs, an ``accelerator`` or ``devices`` that this machine does not have.
+
+    Lightning would refuse them only when the Trainer is built, with a message that does not name the fix. A GPU
+    asked for without one (``'gpu'`` or ``'cuda'``; ``'gpu'`` is also Apple's MPS) and, when training would use CUDA,
+    more GPUs (an int) or a GPU id (a list) than there are. Strings other than the accelerator name and Lightning
+    ``Accelerator`` objects are left to Lightning.
+    """
+    import torch
+
+    if not isinstance(accelerator, str):
+        return
+    name, cuda = accelerator.lower(), torch.cuda.is_available()
+    if (name == "cuda" and not cuda) or (name == "gpu" and not cuda and not torch.backends.mps.is_available()):
+        msg = (
+            f"accelerator={accelerator!r} was asked for but no CUDA GPU is available: pass accelerator='auto' "
+            "(uses a GPU when there is one) or 'cpu'."
+        )
+        raise ValueError(msg)
+    if not cuda or name not in ("gpu", "cuda", "auto"):
+        return
+    count = torch.cuda.device_count()
+    fix = f"pass devices={count} or devices='auto' (every GPU), or accelerator='cpu'"
+    if isinstance(devices, int | np.integer) and not isinstance(devices, bool) and devices > count:
+        msg = f"devices={int(devices)} asks for {int(devices)} GPUs but this machine has {count}: {fix}."
+        raise ValueError(msg)
+    ids = [int(d) for d in devices if isinstance(d, int | np.integer)] if isinstance(devices, list | tuple) else []
+    if ids and len(ids) == len(devices) and max(ids) >= count:
+        msg = f"devices={ids!r} names GPU {max(ids)} but this machine has GPUs 0 to {count - 1}: {fix}."
+        raise ValueError(msg)
 
 
 def check_fit_memory(
@@ -221,8 +246,6 @@ def build_module(prepared: Prepared, params: dict[str, Any], weights: tuple[floa
 
 def restore_module(fitted: Fitted, prepared: Prepared) -> AestetikModule:
     """The trained module: :func:`build_module` with the stored weights loaded (strictly)."""
-    from ._io import arrays_to_state
-
     module = build_module(prepared, dict(fitted.params), fitted.modality_weights)
     module.network.load_state_dict(arrays_to_state(fitted.weights))
     return module
@@ -252,12 +275,9 @@ def train(
     """
     import torch
 
-    from aestetik._records import Fitted
-
     from ._allocator import keep_freed_memory, release_free_memory
     from ._checkpoint import ResumeState, checkpoint_callback, last_checkpoint
     from ._distributed import EmbedOnRankZero, RankSeeds, describe, ignore_local_buffers, pop_results
-    from ._io import state_to_arrays
     from ._module import AnchorBatches
     from ._trainer import LossHistory, history_arrays, make_trainer, quiet_lightning, stop_on_interrupt
 
@@ -348,6 +368,7 @@ def fit_prepared(
     """
     from ._distributed import check_devices
 
+    check_accelerator(accelerator, devices)
     devices_kw = {"strategy": strategy, "num_nodes": num_nodes, "checkpoint_every": checkpoint_every, "resume": resume}
     path = check_devices(checkpoint_path=checkpoint_path, **devices_kw)
     params, weights = resolve_params(prepared, **kwargs)
@@ -384,6 +405,7 @@ def embed(
     from ._allocator import keep_freed_memory
     from ._trainer import make_trainer, quiet_lightning
 
+    check_accelerator(accelerator)
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda), quiet_lightning(), keep_freed_memory():
         device = make_trainer(

@@ -6,9 +6,9 @@ of their own (``pp.prepare(coords='cells')``):
 - **Spacing**: two sites per cell (``CELLS_PER_SITE = 0.5``), the occupancy of Visium's hexagonal lattice in
   (``array_row``, ``array_col``) indices, where every other position is empty: a 7 x 7 window then holds about
   24 cells, as it holds about 24 spots on Visium, and the gaps are filled as there (median of the window). At one
-  cell per site nearly every site is needed and the last cells find a free one far away (uniform random cells:
-  48% displaced, up to 32 sites; at two sites per cell 24%, up to 2.7 sites). The local density at each cell is ``k / (pi r_k^2)`` with ``r_k`` the
-  distance to its ``k = DENSITY_NEIGHBORS``-th nearest cell; the site spacing is ``sqrt(CELLS_PER_SITE /
+  cell per site nearly every site is needed and the last cells find a free one far away; at two sites per cell
+  fewer cells are displaced, and only by a few sites. The local density at each cell is ``k / (pi r_k^2)`` with
+  ``r_k`` the distance to its ``k = DENSITY_NEIGHBORS``-th nearest cell; the site spacing is ``sqrt(CELLS_PER_SITE /
   density)`` at the median density (per sample). The median, not the area of the bounding box or hull, so that
   holes, gaps between tissue pieces and a concave outline do not change it; unit-free (µm or pixels).
 - **Sites**: the grid's rows follow the second coordinate (``obsm['spatial']`` y) and its columns the first, so
@@ -37,8 +37,8 @@ CELLS_PER_SITE = 0.5
 #: cells, a cell does not: the layer of a cell shows only in its neighbourhood (BANKSY weights the neighbourhood
 #: 0.8 for domains of cells, 0.2 for spots). A Gaussian of sigma 1 spot spacing on Visium averages about 14
 #: spots (4 pi sigma^2 times the hexagonal density 2 / sqrt(3)) of a few cells each; sigma 3 sites on the grid of
-#: two sites per cell averages about as many cells (2 pi sigma^2, about 57). Measured on STARmap (the benchmarks
-#: page): ARI 0.872 at sigma 3 sites, 0.857 at 2, 0.847 at 4, 0.769 at 1.
+#: two sites per cell averages about as many cells (2 pi sigma^2, about 57). The benchmarks page compares other
+#: widths.
 CELL_SMOOTHING = 3.0
 #: Free sites added around the cells' bounding box, for cells pushed outward by collisions.
 _MARGIN = 16

@@ -81,7 +81,7 @@ def gaussian_smooth(
 
 
 #: Up to this many spots :func:`smoothed_principal_axes` keeps the kernel chunks between passes (about 37 weights
-#: per spot at ``sigma=1`` on Visium, so some 450 MB at the limit); above, each pass queries the KD-trees again.
+#: per spot at ``sigma=1`` on Visium); above, each pass queries the KD-trees again, which bounds the memory.
 KERNEL_CACHE_MAX_SPOTS = 1_000_000
 
 

@@ -177,7 +177,7 @@ def compute_morphology(
     of fitting new ones (``aestetik.pp.prepare(reference=...)``). ``libraries``: the images and spots already
     resolved from these arguments (``prepare(morphology_key='auto')`` resolves them once for its width check).
     """
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     spot_scale = positive(spot_scale, where="`spot_scale`")
     assert_int(n_components=n_components, batch_size=batch_size)
@@ -260,11 +260,9 @@ def default_morphology(
         coarse = coarse_images(libs)
         if coarse:
             logg.warning(
-                f"Training without morphology: spots are {', '.join(coarse)}, under {FEW_PIXELS:.0f} px, so patches "
-                "would show the tissue's colour, not cells (such morphology never raised the layer ARI on the DLPFC "
-                "sections measured: 0.551 without it and 0.549 with it on the bundled one). To use this image anyway, run "
-                f"`aestetik.pp.morphology(adata)` and then `aestetik.pp.prepare(adata, morphology_key={key_added!r})`; "
-                "a higher-resolution image ('hires', or the full-resolution one as a squidpy `ImageContainer`) is better."
+                f"Training without morphology: spots are {', '.join(coarse)}, under {FEW_PIXELS:.0f} px, too few for "
+                "the patches to show cells. To use this image anyway, run `aestetik.pp.morphology(adata)` and then "
+                f"`aestetik.pp.prepare(adata, morphology_key={key_added!r})`, or add a higher-resolution image."
             )
             return None, coarse
         logg.info(f"    computing `adata.obsm[{key_added!r}]` from the tissue image (`aestetik.pp.morphology`)")
@@ -351,9 +349,9 @@ def morphology(
         Patch side in spot diameters. The default 2 is about the centre-to-centre spacing of Visium spots
         (100 µm for a 55 µm spot), so the patches tile the tissue: every pixel between spots is used about
         once, instead of discarding the gaps (``1``) or averaging over the neighbouring spots, which the
-        neighbourhood window of :func:`aestetik.pp.prepare` already does (``>= 3``). On the bundled DLPFC
-        section (lowres image, 4 px per spot diameter) the layer ARI of k-means on the summary PCs is 0.14
-        with 1, 0.17 with 2 and 0.19 with 4 (still rising with more smoothing: 0.22 with 8).
+        neighbourhood window of :func:`aestetik.pp.prepare` already does (``>= 3``). Choose a larger value when
+        the image has few pixels per spot or the domains are broad, a smaller one for small structures in a
+        high-resolution image (see the benchmarks page).
     method
         ``'summary'`` (per channel quantiles 0.9/0.5/0.1, mean and std; 15 features), ``'histogram'``
         (10-bin histogram per channel over the dtype range, as pixel fractions; 30) or ``'texture'``
@@ -363,8 +361,9 @@ def morphology(
         them, a callable ``f(patches) -> (b, f)`` of a batch of ``(b, h, w, 3)`` patches in the image's
         dtype, or a ``torch.nn.Module`` applied in eval mode under ``torch.inference_mode()`` to float
         ``(b, 3, h, w)`` tensors in [0, 1] on the module's device (resize inside it if it needs a fixed size).
-        The default ``'summary'`` is the most informative of the three on the DLPFC section (layer ARI of
-        k-means on its PCs 0.17 vs 0.14 for the histogram, 0.03 for the texture of 9 px patches).
+        The default ``'summary'`` describes colour and its spread, which a patch of few pixels still shows;
+        ``'texture'``, callables and networks need patches large enough to show cells, i.e. a higher-resolution
+        image (see the benchmarks page).
     n_components
         Principal components kept (at most the number of non-constant features and spots - 1).
     spatial_key

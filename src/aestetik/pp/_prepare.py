@@ -108,16 +108,16 @@ def prepare(
         present, else computes it with :func:`aestetik.pp.morphology` (defaults; per library with
         ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image whose
         spots are at least 10 pixels wide, else trains without morphology. Under 10 pixels (Visium's lowres
-        image: about 4 px) a patch shows the tissue's colour rather than cells, and on no DLPFC section measured
-        did such morphology raise the ARI (see the benchmarks page); the log then says so and how to use
-        the image anyway (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
+        image: about 4 px) a patch shows the tissue's colour rather than cells, so it adds little beyond the
+        transcriptomics (see the benchmarks page); the log then says so and how to use the image anyway
+        (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
         ``uns[key_added]['prepare']['morphology_skipped']`` records it.
     n_clusters
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
-        one cluster more than :func:`aestetik.tl.cluster`'s ``n_clusters`` can help (DLPFC 151676: ARI 0.590
-        instead of 0.557 with the former PCA; worse on the synthetic sections); the default mixture already has
-        one component more, merged (``mixture_components``, below).
+        one cluster more than :func:`aestetik.tl.cluster`'s ``n_clusters`` can separate them; on sections whose
+        domains are already well separated it tends to split one instead. The default mixture already has one
+        component more, merged (``mixture_components``, below).
     {clustering_method}
     window_size
         Odd side ``w >= 3`` of the lattice window around each spot.
@@ -151,21 +151,22 @@ def prepare(
         Gaussian of ``pseudo_label_smoothing``, per sample) instead of from the single spots; each spot's own
         expression is then projected onto these axes, so the network still sees the spot itself. The axes then
         follow the variation between neighbourhoods (layers, regions), which is what the pseudo-labels cluster,
-        rather than the counting noise of single spots; with 5,000 genes this lifted DLPFC 151674 from 0.512 to
-        0.634 and the mean over the sections measured, none lower by more than 0.01 (see the method page). ``False``: scanpy's PCA of the spots, as published.
-        ``None`` (default): ``True`` on a lattice (spots, bins) and ``False`` for single cells
-        (``coords='cells'``), where the neighbourhood axes lowered the one section measured (STARmap: ARI 0.818
-        against 0.872).
+        rather than the counting noise of single spots; it suits sections whose domains are layers or regions
+        many spots wide (see the method and benchmarks pages). ``False``: scanpy's PCA of the spots, the
+        published method's choice. ``None`` (default): ``True`` on a lattice (spots, bins) and ``False`` for
+        single cells (``coords='cells'``), where the axes of the cells' own expression, which carries their
+        type, suit better (see the benchmarks page).
     pseudo_label_smoothing
         Width ``sigma``, in spot spacings, of the Gaussian neighbourhood average of each representation that is
         clustered into pseudo-labels (per sample, within ``3 * sigma``; on a hexagonal lattice rows are
         ``sqrt(3) / 2`` spots apart). The representations fed to the network are not smoothed. Clustering the
         neighbourhood average gives spatially coherent pseudo-labels, which the triplet loss then teaches the
         encoder; on single spots the mixture often collapses or follows noise. ``0`` clusters the spots
-        themselves, as the published method. ``None`` (default): 1 spot spacing on a lattice (see the method page for
-        the benchmark behind it) and, for single cells (``coords='cells'``), 3 sites of their grid, which averages
-        about as many cells as 1 spot spacing does on Visium (a cell, unlike a spot, shows its layer only through
-        its neighbours; STARmap: ARI 0.872 against 0.769 with 1 site, see the benchmarks page).
+        themselves, as the published method. ``None`` (default): 1 spot spacing on a lattice (see the method
+        page) and, for single cells (``coords='cells'``), 3 sites of their grid, which averages about as many
+        cells as 1 spot spacing does on Visium (a cell, unlike a spot, shows its layer only through its
+        neighbours; see the benchmarks page). Choose a larger value for broad domains and noisy spots, a smaller
+        one for thin or small domains.
     mixture_components
         Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
         ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the
@@ -173,17 +174,19 @@ def prepare(
         remain: a band of tissue with a gradient across it takes two Gaussian components, and the merge keeps it
         one pseudo-label instead of cutting another band in two. ``None`` (default): ``n_clusters + 1``, one
         component to merge (not in the reference; ``n_clusters`` with ``mixture_starts=10`` is the published
-        mixture). With spectral domains it raised the three DLPFC sections measured and made their seeds agree
-        and kept the synthetic sections and STARmap within 0.01 (see the benchmarks page). The mixture takes
-        about 3.6 times as long as the published one.
+        mixture). The merge suits sections whose domains are bands with gradients across them, such as cortical
+        layers, and makes the pseudo-labels of different seeds agree more (see the benchmarks page); the extra
+        component and starts make the mixture slower than the published one. ``mixture_components=n_clusters``
+        turns the merge off.
     mixture_starts
         Random starts of that mixture; one start from k-means is added and the fit with the highest lower bound
-        is kept. Default 40 (published: 10).
+        is kept. Default 40, so that a poor random start rarely decides the pseudo-labels; the published
+        method's choice is 10, which is faster.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
         modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not
-        depend on it. The workers start once per session (a few seconds, mostly importing scikit-learn), so it pays on sections of
-        thousands of spots and more.
+        depend on it. The workers start once per session (mostly importing scikit-learn), so they pay on sections
+        of thousands of spots and more.
     {random_state}
     reference
         A trained AnnData (prepared with the same ``key_added``) or a model file of
@@ -227,7 +230,7 @@ def prepare(
     >>> adata.obsm["aestetik_grid"].shape
     (3460, 49)
     """
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     assert_not_view(adata, copy=copy)
     coords, n_jobs = check_options(

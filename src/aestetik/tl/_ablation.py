@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score
 from aestetik._docs import doc_params
 from aestetik._domains._assign import domain_options, find_domains
 from aestetik._domains._scores import ari_known, known_labels, silhouette
-from aestetik._model._train import fit_prepared
+from aestetik._model._train import check_accelerator, fit_prepared
 from aestetik._records import h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
@@ -124,7 +124,7 @@ def ablation(
     >>> adata.uns["aestetik_ablation"]["ari"]  # doctest: +SKIP
     >>> ae.pl.ablation(adata)  # doctest: +SKIP
     """
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
@@ -134,6 +134,9 @@ def ablation(
     fit_defaults, cluster_defaults = signature_defaults(fit, _FIT_FIXED), signature_defaults(cluster, _CLUSTER_FIXED)
     fit_kw = checked_kwargs(fit_kwargs, fit_defaults, _FIT_FIXED, name="fit_kwargs", caller="ablation", target="fit")
     assert_no_checkpoints(fit_kw, caller="ablation")
+    check_accelerator(
+        fit_kw.get("accelerator", fit_defaults["accelerator"]), fit_kw.get("devices", fit_defaults["devices"])
+    )
     cluster_kw = checked_kwargs(
         cluster_kwargs, cluster_defaults, _CLUSTER_FIXED, name="cluster_kwargs", caller="ablation", target="cluster"
     )

@@ -54,11 +54,10 @@ def cluster(
     random base sample of at most 10,000 spots), and its stability is the mean pairwise adjusted Rand index (ARI)
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
-    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone. With spectral clustering
-    (the default) ``'auto'`` chose 7 domains in 7 of 9 runs on DLPFC sections with 7 layers (8 and 9 in the
-    others) and 4-10 on synthetic sections with 4; with ``method='kmeans'``, which reproduces finer cuts of an
-    embedding as well as the annotated one, it chose 9-13 and 8-14 (``benchmarks/domain_methods.py``, embeddings
-    trained with the published pseudo-label mixture). A range around the number you expect narrows it.
+    Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone: the choice is often
+    near the annotated number with spectral clustering (the default), while ``method='kmeans'``, which reproduces
+    finer cuts of an embedding as well as the annotated one, tends to choose more domains (see the benchmarks
+    page). A range around the number you expect narrows it.
 
     With ``model`` (a trained and clustered AnnData, or a file of :func:`aestetik.tl.save_model` written after
     ``cluster``) a new section embedded with that model (``aestetik.tl.embed(adata, model=model)``) is labelled
@@ -85,10 +84,11 @@ def cluster(
         closest count is used; above 50,000 spots the graph of 50,000 random ones, the others take the majority
         domain of their 15 nearest). The triplet loss pulls the pseudo-label groups apart, but a domain can be
         connected in the embedding without being compact, where k-means splits one domain and merges two; the
-        graph cut follows the neighbours instead (same embeddings, synthetic square sections, 6 seeds: ARI 0.89
-        against 0.69 with k-means; the DLPFC sections within 0.01; method page, difference 13; benchmarks page).
-        Leiden and Louvain do as well on the square sections but were 0.005-0.016 lower on the DLPFC sections;
-        the tied mixture sometimes merges two domains and splits another.
+        graph cut follows the neighbours instead, which suits domains that are elongated or curved in the
+        embedding (see the method and benchmarks pages). ``'kmeans'`` suits compact, similarly sized domains;
+        ``'leiden'`` and ``'louvain'`` suit graphs whose domains are well connected, and take a resolution when the
+        number of domains is unknown; the tied mixture (``'bgm'``) reproduces the published method but sometimes
+        merges two domains and splits another.
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
         (as in the reference implementation).
@@ -212,7 +212,7 @@ def cluster(
         names = natsorted(str(c) for c in np.unique(domains.labels))
         labels_out = domains.labels.astype(str)
 
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     params: dict = {
         "n_clusters": domains.n_clusters

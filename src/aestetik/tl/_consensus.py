@@ -15,7 +15,7 @@ from aestetik._docs import doc_params
 from aestetik._domains._assign import domain_options, find_domains, stability_record
 from aestetik._domains._consensus import medoid, pairwise_ari, vote
 from aestetik._keys import Key
-from aestetik._model._train import fit_prepared
+from aestetik._model._train import check_accelerator, fit_prepared
 from aestetik._records import assert_batch_column, h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
@@ -123,7 +123,7 @@ def consensus(
     >>> adata.uns["aestetik"]["consensus"]["mean_ari"]  # doctest: +SKIP
     >>> ax = ae.pl.spatial(adata, color=["aestetik", "aestetik_confidence"])  # doctest: +SKIP
     """
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
@@ -135,6 +135,9 @@ def consensus(
     fit_defaults, cluster_defaults = signature_defaults(fit, _OWN_FIT), signature_defaults(cluster, _OWN_CLUSTER)
     fit_kw = checked_kwargs(fit_kwargs, fit_defaults, _OWN_FIT, name="fit_kwargs", caller="consensus", target="fit")
     assert_no_checkpoints(fit_kw, caller="consensus")
+    check_accelerator(
+        fit_kw.get("accelerator", fit_defaults["accelerator"]), fit_kw.get("devices", fit_defaults["devices"])
+    )
     cluster_kw = checked_kwargs(
         cluster_kwargs, cluster_defaults, _OWN_CLUSTER, name="cluster_kwargs", caller="consensus", target="cluster"
     )

@@ -102,11 +102,11 @@ def fit(
     partners
         Where triplet partners come from: ``'all'`` spots (the published method) or the anchors of the same
         ``'batch'``. Both draw from the same distribution when one batch holds the whole section (up to
-        ``batch_size`` spots, e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per step instead of
-        up to ``batch_size * (1 + partners per anchor)``, several times less time and memory. Check the
-        domains: at 10^6 synthetic spots with batches of 8192, k-means on the ``'batch'`` embedding stopped
-        finding the domains within 3 epochs although the embedding still separated them (docs/method.md,
-        difference 9); clustered into twice as many domains, each lay within one true domain.
+        ``batch_size`` spots, e.g. Visium); on larger data ``'batch'`` convolves at most ``batch_size`` spots per
+        step instead of up to ``batch_size * (1 + partners per anchor)``, so a step takes less time and memory.
+        Choose ``'batch'`` for sections of many batches that are slow or do not fit with ``'all'``, and check the
+        domains: the embedding may still separate domains that k-means no longer finds; clustering into more
+        domains than expected then shows whether each lies within one true domain (see the method page).
     n_mc_samples
         Monte-Carlo dropout passes averaged into the embedding (0: one pass without dropout).
         Batch-norm normalises with the statistics over all spots (the reference's behaviour for a

@@ -19,10 +19,10 @@ from aestetik._model._io import (
     load_weights,
     model_config,
     model_file_config,
+    network_kwargs,
     save_weights,
 )
 from aestetik._model._train import embed as embed_model
-from aestetik._model._train import network_kwargs
 from aestetik._model._weights import calibrate_weights
 from aestetik._records import Fitted, Prepared, plain, read_fitted, read_prepared
 from aestetik._spatialdata import spatialdata_input
@@ -304,7 +304,7 @@ def embed(
     >>> ae.tl.fit(adata, max_epochs=20)  # doctest: +SKIP
     >>> ae.tl.embed(adata, n_mc_samples=100, key_added="aestetik_mc100")  # doctest: +SKIP
     """
-    from aestetik import __version__
+    from aestetik._version import __version__
 
     # --- validate everything before touching adata
     assert_not_view(adata, copy=copy)
@@ -319,7 +319,10 @@ def embed(
         prepared = read_prepared(adata, prepare_key)
     else:
         prepare_key = key
-        prepared = read_prepared(adata, prepare_key)
+        reference = repr(str(model)) if isinstance(model, str | PathLike) else "model"  # the AnnData passed as `model`
+        prepared = read_prepared(
+            adata, prepare_key, prepare_call=f"aestetik.pp.prepare(adata, reference={reference}, key_added={key!r})"
+        )
         if isinstance(model, str | PathLike):
             fitted = _fitted_from_file(Path(model), prepared, prepare_key)
         else:

@@ -2,13 +2,14 @@
 
 Writes into ``docs/_static/figures/`` (or ``--out-dir``), with matplotlib (Agg), in under a minute:
 
-- ``ari_by_section.png``: ARI per section and method, bars at the mean over seeds, error bars from min to max;
-- ``scaling.png``: seconds and peak memory against the number of spots, log-log, CPU and GPU where measured;
+- ``ari_by_section.png``: ARI per section and method (``accuracy.json``, ``peers.json``), bars at the mean over
+  seeds, error bars from min to max, sections grouped by platform;
+- ``scaling.png``: seconds and peak memory against the number of spots, log-log (``scaling_cpu.json``,
+  ``scaling_gpu.json``, ``grid_kernel.json``, ``reference.json``);
 - ``method.png``: the inputs, the window on the hexagonal lattice, the network and the loss, drawn on the
   bundled section ``ae.datasets.dlpfc_151676()``.
 
-Nothing is typed in by hand: every plotted number is read from a result file, and the script prints which
-files each figure used::
+Every plotted number is read from a result file; the script prints which files each figure used::
 
     python benchmarks/figures.py
     python benchmarks/figures.py --only ari scaling --out-dir /tmp/figures
@@ -28,37 +29,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
+from matplotlib.patches import FancyBboxPatch, Rectangle
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the sibling module below, also when a test loads this file by its path
-from _method_figure import method_inputs, network  # noqa: E402
+from _sections import GROUPS, SECTIONS  # noqa: E402
 
 RESULTS = HERE / "results"
 FIGURES = HERE.parent / "docs" / "_static" / "figures"
 DPI = 150
 
-OURS, OURS_RNA, PUBLISHED = "AESTETIK, defaults", "AESTETIK, defaults, RNA only", "AESTETIK, published settings"
-REFERENCE, LEIDEN = "aestetik 0.3.1 (reference)", "scanpy PCA + Leiden"
+OURS, BANKSY, SPAGCN, LEIDEN = "AESTETIK (defaults)", "BANKSY", "SpaGCN", "scanpy PCA + Leiden"
+PCA_KMEANS, NBR_KMEANS = "PCA + k-means", "neighbour-averaged PCA + k-means"
 METHODS = {  # method -> bar colour, in the order of the bars
     OURS: "#1f4e99",
-    OURS_RNA: "#5b8fd6",
-    PUBLISHED: "#a9c6ec",
-    REFERENCE: "#e07b24",
-    "BANKSY": "#3a9a4a",
-    "SpaGCN": "#8e63b5",
+    BANKSY: "#3a9a4a",
+    SPAGCN: "#8e63b5",
     LEIDEN: "#8a8a8a",
+    NBR_KMEANS: "#e0a224",
+    PCA_KMEANS: "#f2d49b",
 }
-# defaults_candidates.json section -> the section of the other result files it replaces "AESTETIK, defaults" in
-CANDIDATE_SECTIONS = {
-    "151676 normalised": "DLPFC 151676 (bundled)",
-    "151676 counts": "DLPFC 151676 counts",
-    "151674 counts": "DLPFC 151674 counts",
-    "synthetic hex": "synthetic hex",
-    "synthetic square": "synthetic square",
-}
-DLPFC, CELLS = "DLPFC 151676 (bundled)", "STARmap BZ5 (cells)"
-SYNTHETIC_SETTINGS = {"hex, noise 0.4": "synthetic hex", "square, noise 0.8": "synthetic square"}
 
 
 def _read(results: Path, name: str) -> dict | None:
@@ -66,141 +56,32 @@ def _read(results: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _entry(section: str, method: str, aris, source: str, detail: str = "") -> dict:
-    return {"section": section, "method": method, "aris": [float(a) for a in aris], "source": source, "detail": detail}
-
-
-def _dlpfc(results: Path) -> list[dict]:
-    out = []
-    if (d := _read(results, "dlpfc_defaults.json")) is not None:
-        for config, method in (("default", OURS), ("default, RNA only", OURS_RNA)):
-            aris = [r["ari"] for r in d["records"] if r["config"] == config]
-            out.append(_entry(DLPFC, method, aris, "dlpfc_defaults.json", config))
-        if "scanpy_leiden" in d:
-            out.append(_entry(DLPFC, LEIDEN, d["scanpy_leiden"], "dlpfc_defaults.json"))
-    if (d := _read(results, "dlpfc_vs_reference.json")) is not None:
-        ours = [r["ari"] for r in d["runs"] if r["implementation"] != "reference"]
-        ref = [r["ari"] for r in d["runs"] if r["implementation"] == "reference"]
-        detail = "identical inputs: pseudo_label_smoothing=0, bgm domains, RNA only"
-        out += [_entry(DLPFC, PUBLISHED, ours, "dlpfc_vs_reference.json", detail)]
-        out += [_entry(DLPFC, REFERENCE, ref, "dlpfc_vs_reference.json", detail)]
-    return out
-
-
-def _many_sections(results: Path) -> list[dict]:
-    if (d := _read(results, "many_sections.json")) is None:
-        return []
-    return [
-        _entry(f"DLPFC {s} counts", OURS, [r[f"alone_{s}"] for r in d["rows"]], "many_sections.json", "shared genes")
-        for s in ("151676", "151674")
-    ]
-
-
-#: The STARmap run of the current defaults (merged pseudo-label mixture, spectral domains); ``starmap.json`` holds
-#: the former defaults' run and the peers.
-STARMAP_CURRENT = "starmap_mixture_spectral_domains.json"
-
-
-def _starmap(results: Path) -> list[dict]:
-    if (d := _read(results, "starmap.json")) is None:
-        return []
-    res, out, src = d["results"], [], "starmap.json"
-    current = _read(results, STARMAP_CURRENT)
-    if current is not None:
-        for name, r in current["results"].items():
-            out.append(_entry(CELLS, OURS, r["ari"], STARMAP_CURRENT, name))
-    for name, r in res.items():
-        if name.startswith("AESTETIK default") and current is None:
-            out.append(_entry(CELLS, OURS, r["ari"], src, name))
-        elif name.startswith("SpaGCN"):
-            out.append(_entry(CELLS, "SpaGCN", r["ari"], src, name))
-        elif name.startswith("scanpy"):
-            out.append(_entry(CELLS, LEIDEN, r["ari"], src, name))
-    banksy = {k: v for k, v in res.items() if k.startswith("BANKSY")}
-    if banksy:  # the best of its settings by mean ARI
-        best = max(banksy, key=lambda k: np.mean(banksy[k]["ari"]))
-        out.append(_entry(CELLS, "BANKSY", banksy[best]["ari"], src, best))
-    return out
-
-
-def _dlpfc_peers(results: Path) -> list[dict]:
-    """BANKSY (the best of its settings by mean ARI), SpaGCN and scanpy Leiden of ``dlpfc_peers.json``."""
-    if (d := _read(results, "dlpfc_peers.json")) is None:
-        return []
-    out, src = [], "dlpfc_peers.json"
-    for section in d["sections"]:
-        by: dict[str, list[float]] = {}
-        for r in (r for r in d["runs"] if r["section"] == section):
-            by.setdefault(r["method"], []).append(r["ari"])
-        name, banksy = CANDIDATE_SECTIONS.get(section, section), [m for m in by if m.startswith("BANKSY")]
-        if banksy:  # the best of its settings by mean ARI
-            best = max(banksy, key=lambda m: np.mean(by[m]))
-            out.append(_entry(name, "BANKSY", by[best], src, best))
-        out += [
-            _entry(name, label, by[m], src, m)
-            for m, label in (("SpaGCN", "SpaGCN"), ("scanpy PCA + Leiden", LEIDEN))
-            if m in by
-        ]
-    return out
-
-
-def _synthetic(results: Path) -> list[dict]:
-    out = []
-    if (d := _read(results, "synthetic_defaults.json")) is not None:
-        configs = {"default (sigma 1, k-means domains)": OURS}
-        configs["published (single-spot pseudo-labels, bgm domains)"] = PUBLISHED
-        for setting, section in SYNTHETIC_SETTINGS.items():
-            for config, method in configs.items():
-                aris = [r["ari"] for r in d["records"] if r["setting"] == setting and r["config"] == config]
-                if aris:
-                    out.append(_entry(section, method, aris, "synthetic_defaults.json", config))
-    for name in ("synthetic_vs_reference.json", "synthetic_vs_reference_100k/synthetic_vs_reference.json"):
-        if (d := _read(results, name)) is None:
-            continue
-        for run in d["runs"]:
-            section = f"synthetic {run['n_spots']:,} spots ({d['epochs']} epoch{'s' * (d['epochs'] > 1)})"
-            method = REFERENCE if run["implementation"] == "reference" else PUBLISHED
-            out.append(_entry(section, method, [run["record"]["ari"]], name, "identical inputs"))
-    return out
-
-
-def _candidates(results: Path) -> list[dict]:
-    """The package defaults in ``defaults_candidates.json``, one entry per section.
-
-    Per section, the runs of the configuration its ``"adopted"`` record names for that section (the defaults
-    after the change it measured), else the ``"default"`` runs.
-    """
-    if (d := _read(results, "defaults_candidates.json")) is None:
-        return []
-    adopted = {s: c for c, secs in d.get("adopted", {}).get("runs", {}).items() for s in secs}
-    out = []
-    for section in d["sections"]:
-        config = adopted.get(section, "default")
-        aris = [r["ari"] for r in d["runs"] if r["section"] == section and r["config"] == config]
-        if aris:
-            name = CANDIDATE_SECTIONS.get(section, section)
-            out.append(_entry(name, OURS, aris, "defaults_candidates.json", d["configs"].get(config, config)))
-    return out
-
-
 def ari_table(results: Path = RESULTS) -> pd.DataFrame:
     """Mean, min and max ARI over seeds per section and method, as :func:`ari_by_section` plots them.
 
-    ``defaults_candidates.json``, where it exists, replaces the package defaults of the other files on its sections.
+    BANKSY is the best of its clusterings by mean ARI on each section (``detail`` names it).
     """
-    entries = _dlpfc(results) + _many_sections(results) + _starmap(results) + _synthetic(results)
-    new = _candidates(results)
-    replaced = {e["section"] for e in new}
-    # the new defaults replace the old ones and, where they are the RNA-only runs, the RNA-only bars too
-    entries = new + [e for e in entries if not (e["method"] in (OURS, OURS_RNA) and e["section"] in replaced)]
-    peers = _dlpfc_peers(results)  # measured beside the new defaults: they replace a peer's older bar there
-    measured = {(e["section"], e["method"]) for e in peers}
-    entries = [e for e in entries if (e["section"], e["method"]) not in measured] + peers
-    entries = [e for e in entries if e["aris"]]
-    sections = list(dict.fromkeys(e["section"] for e in entries))
-    order = list(METHODS)
-    entries.sort(key=lambda e: (sections.index(e["section"]), order.index(e["method"])))
+    runs = []
+    for name in ("accuracy.json", "peers.json"):
+        if (d := _read(results, name)) is not None:
+            runs += [{**r, "source": name} for r in d["runs"]]
+    by: dict[tuple[str, str], dict] = {}
+    for r in runs:
+        method = (
+            BANKSY if r["method"].startswith("BANKSY") else SPAGCN if r["method"].startswith("SpaGCN") else r["method"]
+        )
+        entry = by.setdefault((r["section"], method, r["method"]), {"aris": [], "source": r["source"]})
+        entry["aris"].append(float(r["ari"]))
+    best: dict[tuple[str, str], dict] = {}
+    for (section, method, detail), e in by.items():
+        key = (section, method)
+        if key not in best or np.mean(e["aris"]) > np.mean(best[key]["aris"]):
+            best[key] = {"section": section, "method": method, "detail": detail, **e}
+    entries = [e for e in best.values() if e["method"] in METHODS]
+    order = [n for g in GROUPS for n in SECTIONS if SECTIONS[n].group == g]
+    entries.sort(key=lambda e: (order.index(e["section"]), list(METHODS).index(e["method"])))
     table = pd.DataFrame(entries)
+    table["group"] = table["section"].map(lambda s: SECTIONS[s].group)
     table["n"] = table["aris"].map(len)
     for stat in ("mean", "min", "max"):
         table[stat] = table["aris"].map(getattr(np, stat))
@@ -220,19 +101,26 @@ def ari_by_section(results: Path = RESULTS, out_dir: Path = FIGURES) -> pd.DataF
             err = [[r["mean"] - r["min"]], [r["max"] - r["mean"]]]
             ax.bar(x, r["mean"], width * 0.92, color=METHODS[r["method"]], yerr=err, capsize=2, ecolor="0.2")
             text = f"{r['mean']:.2f}" + (" (1 run)" if r["n"] == 1 else "")
-            ax.text(x, r["max"] + 0.015, text, ha="center", va="bottom", fontsize=6.5, rotation=90)
-    labels = [s.replace(" (", "\n(").replace(" counts", "\ncounts") for s in sections]
-    labels = [s.replace("synthetic ", "synthetic\n") for s in labels]
+            ax.text(x, max(r["max"], 0) + 0.015, text, ha="center", va="bottom", fontsize=6, rotation=90)
+    groups = [SECTIONS[s].group for s in sections]
+    for i in range(1, len(sections)):
+        if groups[i] != groups[i - 1]:
+            ax.axvline(i - 0.5, color="0.6", lw=0.8)
+    for g in dict.fromkeys(groups):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        ax.text(np.mean(idx), 1.02, g, ha="center", va="bottom", fontsize=8.5, style="italic")
+    labels = [s.replace("_counts", "\ncounts").replace("_", " ", 1) for s in sections]
     ax.set_xticks(range(len(sections)), labels)
-    ax.tick_params(axis="x", labelsize=8.5)
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_ylabel("ARI (mean over seeds; bars: min - max)")
-    ax.set_ylim(min(0.0, table["min"].min() - 0.02), 1.08)
+    ax.set_ylim(min(0.0, table["min"].min() - 0.02), 1.12)
     ax.set_xlim(-0.5, len(sections) - 0.5)
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     present = [m for m in METHODS if m in set(table["method"])]
     handles = [Rectangle((0, 0), 1, 1, color=METHODS[m]) for m in present]
-    ax.legend(handles, present, ncol=len(present), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.13))
+    labels = [m + (" (best of its 3 cuts)" if m == BANKSY else "") for m in present]
+    ax.legend(handles, labels, ncol=len(present), fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 1.16))
     fig.tight_layout()
     _save(fig, out_dir / "ari_by_section.png")
     return table
@@ -241,53 +129,53 @@ def ari_by_section(results: Path = RESULTS, out_dir: Path = FIGURES) -> pd.DataF
 TIME = {"train, s per epoch": "C0", "embed, s per 100 passes": "C1", "prepare, s": "C2", "window index, s": "0.45"}
 MEMORY = {"peak host memory (RSS)": "C4", "peak GPU memory": "C3", "window index": "0.45"}
 SCALING_COLUMNS = ("panel", "quantity", "style", "n_spots", "value", "source")
-CPU_RUNS, CPU_REF = "ours, CPU (scaling runs)", "ours, CPU (beside the reference)"
-GPU_CONFIGS = {"batch:high": "ours, GPU, batch 8,192", "batch:high:65536": "ours, GPU, batch_size=65536"}
+CPU_RUNS, CPU_REF, REF = "ours, CPU", "ours, CPU (beside the reference)", "aestetik 0.3.1 (reference), CPU"
 STYLES = {  # implementation / device -> (marker, line style, marker face)
     CPU_RUNS: ("o", "-", "full"),
     CPU_REF: ("o", ":", "none"),
-    "aestetik 0.3.1 (reference), CPU": ("s", "--", "full"),
-    "ours, GPU, batch 8,192": ("*", "", "full"),
+    REF: ("s", "--", "full"),
+    "ours, GPU": ("*", "", "full"),
     "ours, GPU, batch_size=65536": ("D", "", "none"),
 }
+
+
+def _gpu_style(config: str) -> str | None:
+    if "batch_size=65536" in config:
+        return "ours, GPU, batch_size=65536"
+    return "ours, GPU" if "partners='batch'" not in config else None
 
 
 def scaling_table(results: Path = RESULTS) -> pd.DataFrame:
     """Seconds and megabytes per number of spots, one row per plotted point (``panel`` is ``time`` or ``memory``)."""
     rows = []
-    if (d := _read(results, "synthetic_scaling.json")) is not None:
-        style, src = CPU_RUNS, "synthetic_scaling.json"
-        for r in (r for r in d["runs"] if r["status"] == "ok"):
-            n, s, p = r["n_obs"], r["seconds"], r["params"]
-            rows.append(("time", "train, s per epoch", style, n, s["train"] / p["max_epochs"], src))
-            rows.append(("time", "embed, s per 100 passes", style, n, s["embed"] / p["n_mc_samples"] * 100, src))
-            rows.append(("time", "prepare, s", style, n, s["prepare"], src))
-            rows.append(("memory", "peak host memory (RSS)", style, n, r["peak_rss_mb"], src))
-    if (d := _read(results, "grid_scaling.json")) is not None:
-        for r in d["rows"]:
-            rows.append(("time", "window index, s", CPU_RUNS, r["spots"], r["index_seconds"], "grid_scaling.json"))
-            rows.append(("memory", "window index", CPU_RUNS, r["spots"], r["index_mb"], "grid_scaling.json"))
-    for name in ("synthetic_vs_reference.json", "synthetic_vs_reference_100k/synthetic_vs_reference.json"):
+    for name, gpu in (("scaling_cpu.json", False), ("scaling_gpu.json", True)):
         if (d := _read(results, name)) is None:
             continue
-        for run in d["runs"]:
-            ref = run["implementation"] == "reference"
-            style = "aestetik 0.3.1 (reference), CPU" if ref else CPU_REF
-            rec, n = run["record"], run["n_spots"]
-            rows.append(("time", "train, s per epoch", style, n, rec["rates"]["epoch"], name))
-            rows.append(("time", "embed, s per 100 passes", style, n, rec["rates"]["passes"], name))
-            rows.append(("time", "prepare, s", style, n, rec["rates"]["prepare"], name))
-            rows.append(("memory", "peak host memory (RSS)", style, n, rec["peak_rss_mb"], name))
-    if (d := _read(results, "gpu/gpu_training.json")) is not None:
-        src, n = "gpu/gpu_training.json", d["n_obs"]
-        for r in d["runs"]:
-            style = GPU_CONFIGS.get(r["config"])
+        for r in (r for r in d["runs"] if r["status"] == "ok"):
+            style = _gpu_style(r["config"]) if gpu else CPU_RUNS
             if style is None:
                 continue
-            rows.append(("time", "train, s per epoch", style, n, r["train_s"] / r["epochs"], src))
-            rows.append(("memory", "peak GPU memory", style, n, r["peak_gpu_mb"], src))
-            if r["config"] == "batch:high":
-                rows.append(("time", "embed, s per 100 passes", style, n, r["embed_s"] / r["mc_passes"] * 100, src))
+            n, s = r["n_obs"], r["seconds"]
+            rows.append(("time", "train, s per epoch", style, n, s["train"] / r["epochs"], name))
+            if not gpu or style == "ours, GPU":
+                rows.append(("time", "embed, s per 100 passes", style, n, s["embed"] / r["mc_passes"] * 100, name))
+            if gpu:
+                rows.append(("memory", "peak GPU memory", style, n, r["peak_gpu_mb"], name))
+            else:
+                rows.append(("time", "prepare, s", style, n, s["prepare"], name))
+                rows.append(("memory", "peak host memory (RSS)", style, n, r["peak_rss_mb"], name))
+    if (d := _read(results, "grid_kernel.json")) is not None:
+        for r in d["rows"]:
+            rows.append(("time", "window index, s", CPU_RUNS, r["spots"], r["index_seconds"], "grid_kernel.json"))
+            rows.append(("memory", "window index", CPU_RUNS, r["spots"], r["index_mb"], "grid_kernel.json"))
+    if (d := _read(results, "reference.json")) is not None:
+        for r in (r for r in d["runs"] if r["case"] == "synthetic"):
+            style, n, s = REF if r["implementation"] == "reference" else CPU_REF, r["n_spots"], r["seconds"]
+            passes = s["embed"] - s.get("embed_setup", 0.0)  # the reference's embed re-runs its set-up
+            rows.append(("time", "train, s per epoch", style, n, s["train"] / r["epochs"], "reference.json"))
+            rows.append(("time", "embed, s per 100 passes", style, n, passes / r["mc_passes"] * 100, "reference.json"))
+            rows.append(("time", "prepare, s", style, n, s["prepare"], "reference.json"))
+            rows.append(("memory", "peak host memory (RSS)", style, n, r["peak_rss_mb"], "reference.json"))
     return pd.DataFrame(rows, columns=list(SCALING_COLUMNS))
 
 
@@ -302,7 +190,7 @@ def scaling(results: Path = RESULTS, out_dir: Path = FIGURES) -> pd.DataFrame:
             g = g.sort_values("n_spots")
             ax.plot(g["n_spots"], g["value"], marker=marker, linestyle=line, fillstyle=face, color=colours[quantity],
                     markersize=9 if marker == "*" else 6)  # fmt: skip
-        ax.set(xscale="log", yscale="log", xlabel="spots", ylabel=label, xlim=(5e3, 2e7))
+        ax.set(xscale="log", yscale="log", xlabel="spots", ylabel=label, xlim=(5e2, 2e7))
         ax.set_title("Time" if panel == "time" else "Peak memory", fontsize=11)
         ax.grid(which="major", alpha=0.3)
         present = [q for q in colours if q in set(part["quantity"])]
@@ -314,6 +202,88 @@ def scaling(results: Path = RESULTS, out_dir: Path = FIGURES) -> pd.DataFrame:
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save(fig, out_dir / "scaling.png")
     return table
+
+
+def method_inputs(window_size: int = 7) -> dict:
+    """What :func:`method` draws from the bundled section: lattice, PC 1, the centre spot, its window and image.
+
+    The window holds, at each offset from the centre spot, the spot that sits exactly there on the lattice
+    (``-1``: none, filled with the window's median), as METHOD section 3 describes.
+    """
+    from sklearn.decomposition import PCA
+
+    import aestetik as ae
+
+    adata = ae.datasets.dlpfc_151676()
+    lattice = adata.obs[["array_row", "array_col"]].to_numpy(np.int64)
+    x = np.log1p(adata.X.toarray())
+    genes = np.argsort(-x.var(axis=0), kind="stable")[:2000]
+    pc1 = PCA(n_components=15, random_state=0).fit_transform(x[:, genes])[:, 0].astype(np.float32)
+    scaled = (pc1 - pc1.min()) / (pc1.max() - pc1.min())  # min-max to [0, 1], the window's first channel
+    middle = np.median(lattice, axis=0)
+    centre = int(np.argmin(np.abs(lattice - middle).sum(axis=1)))
+    where = {(int(r), int(c)): i for i, (r, c) in enumerate(lattice)}
+    half, (r0, c0) = window_size // 2, lattice[centre]
+    index = np.array([[where.get((r0 + i - half, c0 + j - half), -1) for j in range(window_size)]
+                      for i in range(window_size)])  # fmt: skip
+    values = np.where(index >= 0, scaled[np.maximum(index, 0)], np.nan)
+    filled = np.where(np.isnan(values), np.nanmedian(values), values)
+    lib = next(iter(adata.uns["spatial"]))
+    spatial = adata.uns["spatial"][lib]
+    scale = spatial["scalefactors"]["tissue_lowres_scalef"]
+    return {
+        "lattice": lattice, "pc1": scaled, "centre": centre, "index": index, "window": filled,
+        "image": spatial["images"]["lowres"], "xy": adata.obsm["spatial"] * scale,
+        "spot_px": spatial["scalefactors"]["spot_diameter_fullres"] * scale,
+    }  # fmt: skip
+
+
+def _box(ax, x, y, w, h, text, colour, size=7.5):
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.08", fc=colour, ec="0.3", lw=0.8))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, linespacing=1.35)
+
+
+def _arrow(ax, a, b, **kw):
+    ax.annotate("", b, a, arrowprops={"arrowstyle": "-|>", "color": "0.3", "lw": 1.0, "shrinkA": 0, "shrinkB": 0, **kw})
+
+
+def network(ax) -> None:
+    """Boxes and arrows: window -> encoder units -> median z -> decoder units -> median reconstruction; the loss."""
+    ax.set(xlim=(0, 10), ylim=(0, 6.2))
+    ax.axis("off")
+    ax.set_title("network (ensemble of 3 units, element-wise median) and loss", fontsize=9.5)
+    enc = "Conv2d $3{\\times}3$ → 64\nBatchNorm2d\nDropout2d 0.3\nReLU\nMaxPool 3, stride 3\nLinear → 16"
+    dec = "Linear, Unflatten\nReLU, upsample\nDropout2d 0.3\nConvTranspose2d\n$3{\\times}3$ → $C$\nBatchNorm2d\nSigmoid"
+    for k in (2, 1, 0):  # three stacked units, the front one labelled
+        _box(ax, 1.55 + 0.09 * k, 2.75 + 0.11 * k, 2.0, 2.6, "" if k else enc, "#d7e5f7", size=7)
+        _box(ax, 5.35 + 0.09 * k, 2.75 + 0.11 * k, 2.0, 2.6, "" if k else dec, "#fde3c8", size=7)
+    ax.text(2.65, 5.62, "3 encoder units", ha="center", fontsize=8)
+    ax.text(6.45, 5.62, "3 decoder units", ha="center", fontsize=8)
+    _box(ax, 0.02, 3.5, 1.2, 1.1, "window $x_a$\n$C \\times w \\times w$\n$C = d_t + d_m$", "#eef3fb", size=7.5)
+    _box(ax, 3.95, 3.6, 1.0, 0.9, "median\n$z_a \\in \\mathbb{R}^{16}$", "#c9e7cf", size=7.5)
+    _box(ax, 8.35, 3.5, 1.63, 1.1, "median:\nreconstruction\n$\\hat x_a$, $C \\times w \\times w$", "#fdf1e4", size=7.5)
+    for a, b in (((1.22, 4.05), (1.55, 4.05)), ((3.55, 4.05), (3.95, 4.05)), ((4.95, 4.05), (5.35, 4.05))):
+        _arrow(ax, a, b)
+    _arrow(ax, (7.55, 4.05), (8.35, 4.05))
+    mc = "embedding:\nmean of 1000\nMC-dropout\npasses"
+    ax.text(4.45, 4.62, mc, ha="center", va="bottom", fontsize=6.5, color="0.3")
+    trip = (
+        "multi-triplet, per modality, on its pseudo-labels ($K$ clusters):\n"
+        "positives $p_i$ from the anchor's cluster, one negative $n_i$\nfrom each of the $K-1$ others, "
+        "$\\max(\\|z_a - z_{p_i}\\| - \\|z_a - z_{n_i}\\| + 1, 0)$"
+    )
+    _box(ax, 0.02, 1.15, 5.6, 1.2, trip, "#c9e7cf", size=7)
+    _box(ax, 5.9, 1.15, 4.08, 1.2, "reconstruction: L1 between $x_a$ and $\\hat x_a$\non the transcriptomics "
+         "($\\mathrm{L1}_t$)\nand the morphology channels ($\\mathrm{L1}_m$)", "#fdf1e4", size=7)  # fmt: skip
+    _arrow(ax, (4.45, 3.6), (3.6, 2.35))
+    _arrow(ax, (9.16, 3.5), (8.6, 2.35))
+    loss = (
+        "$\\mathcal{L} = w_t\\,(\\alpha_r\\,\\mathrm{L1}_t + \\alpha_\\tau\\,\\mathrm{Trip}_t)"
+        " + w_m\\,(\\alpha_r\\,\\mathrm{L1}_m + \\alpha_\\tau\\,\\mathrm{Trip}_m)$"
+    )
+    _box(ax, 0.02, 0.05, 9.96, 0.8, loss, "#f2f2f2", size=10.5)
+    _arrow(ax, (2.8, 1.15), (2.8, 0.85))
+    _arrow(ax, (7.9, 1.15), (7.9, 0.85))
 
 
 def _quantize(path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,83 +36,47 @@ def _png(path: Path) -> None:
     assert path.stat().st_size < 300_000
 
 
+def _aris(runs, section, method):
+    return [r["ari"] for r in runs if r["section"] == section and r["method"] == method]
+
+
 def test_ari_by_section_plots_the_result_files(figures, tmp_path):
     table = figures.ari_by_section(RESULTS, tmp_path)
     _png(tmp_path / "ari_by_section.png")
-    defaults = [r["ari"] for r in _json("dlpfc_defaults.json")["records"] if r["config"] == "default"]
-    candidates = _json("defaults_candidates.json") if (RESULTS / "defaults_candidates.json").exists() else None
-    if candidates and "151676 normalised" in candidates["sections"]:  # the defaults after issue 19 replace them
-        adopted = {s: c for c, secs in candidates.get("adopted", {}).get("runs", {}).items() for s in secs}
-        config = adopted.get("151676 normalised", "default")
-        defaults = [
-            r["ari"] for r in candidates["runs"] if r["section"] == "151676 normalised" and r["config"] == config
-        ]
-    row = _stats(table, figures.DLPFC, figures.OURS)
-    assert row["n"] == len(defaults) >= 3
-    np.testing.assert_allclose([row["mean"], row["min"], row["max"]], [np.mean(defaults), min(defaults), max(defaults)])
-    runs = _json("dlpfc_vs_reference.json")["runs"]
-    ref = _stats(table, figures.DLPFC, figures.REFERENCE)
-    assert ref["aris"] == [r["ari"] for r in runs if r["implementation"] == "reference"]
-    leiden = _stats(table, figures.DLPFC, figures.LEIDEN)
-    expected = _json("dlpfc_defaults.json")["scanpy_leiden"]
-    if (RESULTS / "dlpfc_peers.json").exists():  # measured beside the new defaults, it replaces the older runs
-        peers = _json("dlpfc_peers.json")["runs"]
-        expected = [
-            r["ari"] for r in peers if r["section"] == "151676 normalised" and r["method"] == "scanpy PCA + Leiden"
-        ]
-        banksy = _stats(table, "DLPFC 151674 counts", "BANKSY")  # the best of its two clusterings there
-        best = max(
-            ([r["ari"] for r in peers if r["section"] == "151674 counts" and r["method"] == m] for m in
-             {r["method"] for r in peers if r["method"].startswith("BANKSY")}),
-            key=np.mean,
-        )  # fmt: skip
-        assert banksy["aris"] == best
-    assert leiden["aris"] == expected
-    starmap = _json("starmap.json")["results"]
-    ours = _stats(table, figures.CELLS, figures.OURS)
-    if (RESULTS / figures.STARMAP_CURRENT).exists():  # the current defaults' run replaces the former one
-        (expected_cells,) = [r["ari"] for r in _json(figures.STARMAP_CURRENT)["results"].values()]
-    else:
-        expected_cells = starmap["AESTETIK default (w 7, 2 sites per cell, smoothing 3 sites)"]["ari"]
-    assert ours["aris"] == expected_cells
-    banksy = _stats(table, figures.CELLS, "BANKSY")  # the best of BANKSY's settings
-    best = max(np.mean(v["ari"]) for k, v in starmap.items() if k.startswith("BANKSY"))
-    assert banksy["mean"] == pytest.approx(best)
-    assert banksy["detail"] == "BANKSY λ=0.8, k-means (normalised, no log)"
-    published = _stats(table, "synthetic square", figures.PUBLISHED)
-    records = _json("synthetic_defaults.json")["records"]
-    expected = [
-        r["ari"] for r in records if r["setting"] == "square, noise 0.8" and r["config"].startswith("published")
-    ]
-    assert published["aris"] == expected
-    assert set(table["source"]) >= {"dlpfc_vs_reference.json", "starmap.json"}
+    runs = _json("accuracy.json")["runs"]
+    for section in {r["section"] for r in runs}:
+        ours = _aris(runs, section, figures.OURS)
+        row = _stats(table, section, figures.OURS)
+        assert row["aris"] == ours
+        np.testing.assert_allclose([row["mean"], row["min"], row["max"]], [np.mean(ours), min(ours), max(ours)])
+        assert _stats(table, section, figures.PCA_KMEANS)["aris"] == _aris(runs, section, figures.PCA_KMEANS)
+        banksy = {r["method"] for r in runs if r["section"] == section and r["method"].startswith("BANKSY")}
+        if banksy:  # the best of its clusterings by mean ARI
+            best = max(banksy, key=lambda m: np.mean(_aris(runs, section, m)))
+            row = _stats(table, section, figures.BANKSY)
+            assert (row["detail"], row["aris"]) == (best, _aris(runs, section, best))
+    if (RESULTS / "peers.json").exists():
+        peers = _json("peers.json")["runs"]
+        for section in {r["section"] for r in peers}:
+            assert _stats(table, section, figures.LEIDEN)["aris"] == _aris(peers, section, figures.LEIDEN)
+    assert list(dict.fromkeys(table["group"])) == [g for g in figures.GROUPS if g in set(table["group"])]
 
 
-def test_defaults_candidates_replace_the_defaults_on_their_sections(figures, tmp_path):
-    results = tmp_path / "results"
-    results.mkdir()
-    shutil.copy(RESULTS / "synthetic_defaults.json", results)
-    before = figures.ari_table(results)
-    old = [r["ari"] for r in _json("synthetic_defaults.json")["records"] if r["config"].startswith("default (")]
-    assert _stats(before, "synthetic hex", figures.OURS)["aris"] == old[:3]  # hex: the first three records
+def test_ari_table_reads_only_the_files_it_finds(figures, tmp_path):
     runs = [
-        {"section": "synthetic hex", "config": "default", "seed": 0, "ari": 0.91, "seconds": 1.0},
-        {"section": "synthetic hex", "config": "default", "seed": 1, "ari": 0.97, "seconds": 1.0},
-        {"section": "synthetic hex", "config": "30 PCs", "seed": 0, "ari": 0.10, "seconds": 1.0},
-        {"section": "151674 counts", "config": "default", "seed": 0, "ari": 0.55, "seconds": 1.0},
+        {"section": "starmap_bz5", "method": figures.OURS, "seed": 0, "ari": 0.8, "seconds": 1.0},
+        {"section": "starmap_bz5", "method": figures.OURS, "seed": 1, "ari": 0.9, "seconds": 1.0},
+        {"section": "starmap_bz5", "method": "BANKSY, k-means", "seed": 0, "ari": 0.5, "seconds": 1.0},
+        {"section": "starmap_bz5", "method": "BANKSY, Leiden", "seed": 0, "ari": 0.7, "seconds": 1.0},
+        {"section": "dlpfc_151676", "method": figures.OURS, "seed": 0, "ari": 0.6, "seconds": 1.0},
     ]
-    fake = {"device": "test", "sections": ["synthetic hex", "151674 counts"], "configs": {"default": "d"}, "runs": runs}
-    (results / "defaults_candidates.json").write_text(json.dumps(fake))
-    after = figures.ari_table(results)
-    hex_ours = _stats(after, "synthetic hex", figures.OURS)
-    assert hex_ours["aris"] == [0.91, 0.97]
-    assert hex_ours["source"] == "defaults_candidates.json"
-    assert (hex_ours["min"], hex_ours["max"]) == (0.91, 0.97)
-    assert _stats(after, "DLPFC 151674 counts", figures.OURS)["aris"] == [0.55]
-    untouched = _stats(after, "synthetic square", figures.OURS)  # not in the fake file: still synthetic_defaults
-    assert untouched["source"] == "synthetic_defaults.json"
-    assert _stats(after, "synthetic hex", figures.PUBLISHED)["source"] == "synthetic_defaults.json"
-    figures.ari_by_section(results, tmp_path)
+    (tmp_path / "accuracy.json").write_text(json.dumps({"runs": runs}))
+    table = figures.ari_table(tmp_path)
+    assert list(table["section"]) == ["dlpfc_151676", "starmap_bz5", "starmap_bz5"]  # Visium before cells
+    ours = _stats(table, "starmap_bz5", figures.OURS)
+    assert (ours["aris"], ours["min"], ours["max"], ours["n"]) == ([0.8, 0.9], 0.8, 0.9, 2)
+    assert _stats(table, "starmap_bz5", figures.BANKSY)["detail"] == "BANKSY, Leiden"
+    figures.ari_by_section(tmp_path, tmp_path)
     _png(tmp_path / "ari_by_section.png")
 
 
@@ -125,24 +88,27 @@ def test_scaling_plots_the_result_files(figures, tmp_path):
         part = table[(table["quantity"] == quantity) & (table["style"] == style)].sort_values("n_spots")
         return part["n_spots"].tolist(), part["value"].tolist()
 
-    runs = _json("synthetic_scaling.json")["runs"]
+    runs = [r for r in _json("scaling_cpu.json")["runs"] if r["status"] == "ok"]
     n, train = values("train, s per epoch", figures.CPU_RUNS)
     assert n == [r["n_obs"] for r in runs]
-    np.testing.assert_allclose(train, [r["seconds"]["train"] / r["params"]["max_epochs"] for r in runs])
+    np.testing.assert_allclose(train, [r["seconds"]["train"] / r["epochs"] for r in runs])
     assert values("peak host memory (RSS)", figures.CPU_RUNS)[1] == [r["peak_rss_mb"] for r in runs]
-    rows = _json("grid_scaling.json")["rows"]
-    assert values("window index, s", figures.CPU_RUNS) == (
-        [r["spots"] for r in rows],
-        [r["index_seconds"] for r in rows],
+    if (RESULTS / "grid_kernel.json").exists():
+        rows = _json("grid_kernel.json")["rows"]
+        assert values("window index, s", figures.CPU_RUNS) == (
+            [r["spots"] for r in rows],
+            [r["index_seconds"] for r in rows],
+        )
+    ref = next(
+        r for r in _json("reference.json")["runs"] if r["case"] == "synthetic" and r["implementation"] == "reference"
     )
-    ref = next(r for r in _json("synthetic_vs_reference.json")["runs"] if r["implementation"] == "reference")
-    n, epoch = values("train, s per epoch", "aestetik 0.3.1 (reference), CPU")
-    assert (n[0], epoch[0]) == (ref["n_spots"], ref["record"]["rates"]["epoch"])
-    gpu = {r["config"]: r for r in _json("gpu/gpu_training.json")["runs"]}
-    assert values("peak GPU memory", "ours, GPU, batch 8,192")[1] == [gpu["batch:high"]["peak_gpu_mb"]]
+    n, epoch = values("train, s per epoch", figures.REF)
+    assert (n[0], epoch[0]) == (ref["n_spots"], pytest.approx(ref["seconds"]["train"] / ref["epochs"]))
+    gpu = {r["config"]: r for r in _json("scaling_gpu.json")["runs"]}
+    big = next(r for c, r in gpu.items() if "batch_size=65536" in c)
     n, epoch = values("train, s per epoch", "ours, GPU, batch_size=65536")
-    big = gpu["batch:high:65536"]
-    assert epoch == [pytest.approx(big["train_s"] / big["epochs"])]
+    assert epoch == [pytest.approx(big["seconds"]["train"] / big["epochs"])]
+    assert values("peak GPU memory", "ours, GPU, batch_size=65536")[1] == [big["peak_gpu_mb"]]
 
 
 def test_method_figure_window(figures, tmp_path):

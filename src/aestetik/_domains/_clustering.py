@@ -55,12 +55,12 @@ GRAPH_N_NEIGHBORS = 50
 #: ``'bgm'`` and ``'kmeans'`` fit on at most this many random spots, then predict all (see cluster_features).
 #: The mixture's random initialisation (random responsibilities, as published) starts every component at
 #: nearly the global mean once there are many spots, and then converges to a degenerate split (see the
-#: benchmarks page). The k-means start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11
+#: method page). The k-means start of :data:`~aestetik._domains._mixture.BGM_INITS` rescues such fits, but 11
 #: fits on every spot would dominate the run time, so the mixture is fitted on at most 5,000 spots, more than any
 #: Visium section holds (4,992).
 #: ``'leiden'``/``'louvain'`` partition the neighbour graph of at most 50,000 random spots; every other spot takes the
 #: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots, which is faster on larger data and
-#: gives the same labels (see the benchmarks page). ``'spectral'`` does the same from 10,000 spots: its
+#: gives the same labels (see the method page). ``'spectral'`` does the same from 10,000 spots: its
 #: eigen-solver's time grows faster than the number of spots.
 MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000, "spectral": 10_000}
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).

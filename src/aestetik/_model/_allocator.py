@@ -2,9 +2,9 @@
 
 A training step allocates and frees the same large tensors (tens to hundreds of MB) every step. glibc serves
 allocations above its mmap threshold with fresh ``mmap`` pages and gives them back on ``free``, so every
-step faults the same memory in again, page by page, a sizeable share of a training step on few cores (see the
-benchmarks page). :func:`keep_freed_memory` asks glibc to serve every allocation
-from its heap and not to trim it while the block runs (``mallopt(M_MMAP_MAX, 0)``,
+step faults the same memory in again, page by page, a sizeable share of a training step on few cores.
+:func:`keep_freed_memory` asks glibc to serve every allocation from its heap and not to trim it while the block
+runs (``mallopt(M_MMAP_MAX, 0)``,
 ``mallopt(M_TRIM_THRESHOLD, ...)``), so freed memory is reused; afterwards it restores glibc's defaults and
 returns the free memory to the system (``malloc_trim``). Peak memory is unchanged; between steps the process
 keeps what the previous step used, as PyTorch's CUDA allocator does on the GPU. Elsewhere (macOS, Windows,

@@ -37,7 +37,7 @@ CELLS_PER_SITE = 0.5
 #: cells, a cell does not: the layer of a cell shows only in its neighbourhood (BANKSY weights the neighbourhood
 #: 0.8 for domains of cells, 0.2 for spots). A Gaussian of sigma 1 spot spacing on Visium averages about 14
 #: spots (4 pi sigma^2 times the hexagonal density 2 / sqrt(3)) of a few cells each; sigma 3 sites on the grid of
-#: two sites per cell averages about as many cells (2 pi sigma^2, about 57). The benchmarks page compares other
+#: two sites per cell averages about as many cells (2 pi sigma^2, about 57). The method page compares other
 #: widths.
 CELL_SMOOTHING = 3.0
 #: Free sites added around the cells' bounding box, for cells pushed outward by collisions.

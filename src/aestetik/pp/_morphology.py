@@ -351,7 +351,7 @@ def morphology(
         once, instead of discarding the gaps (``1``) or averaging over the neighbouring spots, which the
         neighbourhood window of :func:`aestetik.pp.prepare` already does (``>= 3``). Choose a larger value when
         the image has few pixels per spot or the domains are broad, a smaller one for small structures in a
-        high-resolution image (see the benchmarks page).
+        high-resolution image (see the method page).
     method
         ``'summary'`` (per channel quantiles 0.9/0.5/0.1, mean and std; 15 features), ``'histogram'``
         (10-bin histogram per channel over the dtype range, as pixel fractions; 30) or ``'texture'``
@@ -363,7 +363,7 @@ def morphology(
         ``(b, 3, h, w)`` tensors in [0, 1] on the module's device (resize inside it if it needs a fixed size).
         The default ``'summary'`` describes colour and its spread, which a patch of few pixels still shows;
         ``'texture'``, callables and networks need patches large enough to show cells, i.e. a higher-resolution
-        image (see the benchmarks page).
+        image (see the method page).
     n_components
         Principal components kept (at most the number of non-constant features and spots - 1).
     spatial_key

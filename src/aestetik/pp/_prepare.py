@@ -109,7 +109,7 @@ def prepare(
         ``batch_key`` when it names the libraries) when ``adata.uns[spatial_key]`` holds a tissue image whose
         spots are at least 10 pixels wide, else trains without morphology. Under 10 pixels (Visium's lowres
         image: about 4 px) a patch shows the tissue's colour rather than cells, so it adds little beyond the
-        transcriptomics (see the benchmarks page); the log then says so and how to use the image anyway
+        transcriptomics (see the method page); the log then says so and how to use the image anyway
         (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
         ``uns[key_added]['prepare']['morphology_skipped']`` records it.
     n_clusters
@@ -152,10 +152,10 @@ def prepare(
         expression is then projected onto these axes, so the network still sees the spot itself. The axes then
         follow the variation between neighbourhoods (layers, regions), which is what the pseudo-labels cluster,
         rather than the counting noise of single spots; it suits sections whose domains are layers or regions
-        many spots wide (see the method and benchmarks pages). ``False``: scanpy's PCA of the spots, the
+        many spots wide (see the method page). ``False``: scanpy's PCA of the spots, the
         published method's choice. ``None`` (default): ``True`` on a lattice (spots, bins) and ``False`` for
         single cells (``coords='cells'``), where the axes of the cells' own expression, which carries their
-        type, suit better (see the benchmarks page).
+        type, suit better (see the method page).
     pseudo_label_smoothing
         Width ``sigma``, in spot spacings, of the Gaussian neighbourhood average of each representation that is
         clustered into pseudo-labels (per sample, within ``3 * sigma``; on a hexagonal lattice rows are
@@ -165,7 +165,7 @@ def prepare(
         themselves, as the published method. ``None`` (default): 1 spot spacing on a lattice (see the method
         page) and, for single cells (``coords='cells'``), 3 sites of their grid, which averages about as many
         cells as 1 spot spacing does on Visium (a cell, unlike a spot, shows its layer only through its
-        neighbours; see the benchmarks page). Choose a larger value for broad domains and noisy spots, a smaller
+        neighbours; see the method page). Choose a larger value for broad domains and noisy spots, a smaller
         one for thin or small domains.
     mixture_components
         Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
@@ -175,7 +175,7 @@ def prepare(
         one pseudo-label instead of cutting another band in two. ``None`` (default): ``n_clusters + 1``, one
         component to merge (not in the reference; ``n_clusters`` with ``mixture_starts=10`` is the published
         mixture). The merge suits sections whose domains are bands with gradients across them, such as cortical
-        layers, and makes the pseudo-labels of different seeds agree more (see the benchmarks page); the extra
+        layers, and makes the pseudo-labels of different seeds agree more (see the method page); the extra
         component and starts make the mixture slower than the published one. ``mixture_components=n_clusters``
         turns the merge off.
     mixture_starts

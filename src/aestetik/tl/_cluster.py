@@ -85,7 +85,7 @@ def cluster(
         domain of their 15 nearest). The triplet loss pulls the pseudo-label groups apart, but a domain can be
         connected in the embedding without being compact, where k-means splits one domain and merges two; the
         graph cut follows the neighbours instead, which suits domains that are elongated or curved in the
-        embedding (see the method and benchmarks pages). ``'kmeans'`` suits compact, similarly sized domains;
+        embedding (see the method page). ``'kmeans'`` suits compact, similarly sized domains;
         ``'leiden'`` and ``'louvain'`` suit graphs whose domains are well connected, and take a resolution when the
         number of domains is unknown; the tied mixture (``'bgm'``) reproduces the published method but sometimes
         merges two domains and splits another.

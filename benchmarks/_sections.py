@@ -1,0 +1,147 @@
+"""The benchmark sections, how a user passes each data type to ``ae.pp.prepare``, and the result-file writer.
+
+The sections are the ``.h5ad`` files in ``../shared/data/`` next to the repository (``--data-dir`` or the
+environment variable ``AESTETIK_DATA`` point elsewhere). Each holds the manual domains in
+``obs["ground_truth"]``; spots labelled ``NA`` are left out of every ARI (they are still clustered).
+
+This module imports neither aestetik nor torch, so that a separate environment (BANKSY's) can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+VISIUM = "Visium (DLPFC)"
+LEGACY_ST = "legacy ST with H&E"
+CELLS = "single cells"
+GROUPS = (VISIUM, LEGACY_ST, CELLS)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One benchmark section: its file, platform group, number of labelled domains and ``prepare`` switch."""
+
+    name: str
+    file: str
+    group: str
+    n_domains: int
+    prepare: dict = field(default_factory=dict)  # the documented switch for this data type
+    note: str = ""
+
+    @property
+    def cells(self) -> bool:
+        return self.prepare.get("coords") == "cells"
+
+    @property
+    def switch(self) -> str:
+        """The switch as a user types it (``"default"`` for Visium)."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.prepare.items()) or "default (array_row, array_col)"
+
+
+SECTIONS = {
+    s.name: s
+    for s in (
+        Section("dlpfc_151676", "dlpfc_151676.h5ad", VISIUM, 7, {}, "bundled, normalised, 3,460 spots"),
+        Section("dlpfc_151676_counts", "dlpfc_151676_counts.h5ad", VISIUM, 7, {}, "raw counts, 5,000 genes"),
+        Section("dlpfc_151674_counts", "dlpfc_151674_counts.h5ad", VISIUM, 7, {}, "raw counts, 5,000 genes"),
+        Section("her2st_a1", "her2st_a1.h5ad", LEGACY_ST, 5, {"coords": None}, "HER2+ breast tumour, 346 spots"),
+        Section("mob_rep12", "mob_rep12.h5ad", LEGACY_ST, 5, {"coords": None}, "mouse olfactory bulb, 282 spots"),
+        Section("starmap_bz5", "starmap_bz5.h5ad", CELLS, 4, {"coords": "cells"}, "STARmap mPFC, 1,049 cells"),
+        Section(
+            "osmfish_sscortex",
+            "osmfish_sscortex.h5ad",
+            CELLS,
+            11,
+            {"coords": "cells"},
+            "osmFISH, 4,839 cells, 33 genes",
+        ),
+        Section(
+            "merfish_hypothalamus_-0.04",
+            "merfish_hypothalamus_-0.04_pcs.h5ad",
+            CELLS,
+            8,
+            {"coords": "cells", "transcriptomics_key": "X_pca"},
+            "MERFISH, 5,488 cells, X holds 154 PCs",
+        ),
+        Section(
+            "merfish_hypothalamus_-0.09",
+            "merfish_hypothalamus_-0.09_pcs.h5ad",
+            CELLS,
+            8,
+            {"coords": "cells", "transcriptomics_key": "X_pca"},
+            "MERFISH, 5,557 cells, X holds 154 PCs",
+        ),
+    )
+}
+#: run unless ``--sections`` names them (about 15 minutes a run on 2 cores)
+SLOW = ("merfish_hypothalamus_-0.04", "merfish_hypothalamus_-0.09")
+
+
+def data_dir(argument: str | Path | None = None) -> Path:
+    """``--data-dir``, else ``$AESTETIK_DATA``, else ``../shared/data`` next to the repository."""
+    return Path(argument or os.environ.get("AESTETIK_DATA") or DEFAULT_DATA)
+
+
+def known(truth) -> np.ndarray:
+    """Mask of the spots with a manual label (``NA`` and missing values are left out of every ARI)."""
+    t = np.asarray(truth).astype(str)
+    return ~np.isin(t, ["NA", "nan", "None", ""])
+
+
+def ari(truth, labels) -> float:
+    """Adjusted Rand index against ``truth`` over the labelled spots."""
+    from sklearn.metrics import adjusted_rand_score
+
+    mask = known(truth)
+    t, lab = np.asarray(truth).astype(str), np.asarray(labels).astype(str)
+    return float(adjusted_rand_score(t[mask], lab[mask]))
+
+
+def limit_threads(n: int = 1) -> None:
+    """One BLAS/OpenMP (and numba, torch when loaded) thread per run, so that timings are comparable."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    try:
+        import numba
+
+        numba.set_num_threads(n)
+    except ImportError:  # pragma: no cover - BANKSY's environment
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:  # pragma: no cover - BANKSY's environment
+        pass
+
+
+def machine(threads: int = 1) -> str:
+    """The machine in words, for the result files."""
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores), {threads} thread(s) per run"
+
+
+def spread(values) -> str:
+    """``mean (min-max)`` of the values over seeds."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 1:
+        return f"{v[0]:.3f} (1 run)"
+    return f"{v.mean():.3f} ({v.min():.3f}-{v.max():.3f})"
+
+
+def write_results(name: str, table: str, payload: dict, directory: Path = RESULTS) -> None:
+    """Print the markdown ``table`` and write ``<directory>/<name>.md`` and the ``.json`` behind it."""
+    print(table, flush=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.md").write_text(table + "\n")
+    (directory / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")

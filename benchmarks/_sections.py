@@ -145,3 +145,20 @@ def write_results(name: str, table: str, payload: dict, directory: Path = RESULT
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.md").write_text(table + "\n")
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def leiden_k(adata, k: int, seed: int) -> np.ndarray:
+    """Leiden labels with exactly ``k`` clusters (bisection on the resolution), or the closest found."""
+    import scanpy as sc
+
+    lo, hi, best = 0.01, 3.0, None
+    for _ in range(30):
+        res = (lo + hi) / 2
+        sc.tl.leiden(adata, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
+        n = adata.obs["leiden"].nunique()
+        if best is None or abs(n - k) < abs(best[0] - k):
+            best = (n, adata.obs["leiden"].to_numpy().copy())
+        if n == k:
+            break
+        lo, hi = (res, hi) if n < k else (lo, res)
+    return best[1]

@@ -38,7 +38,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _sections import GROUPS, RESULTS, SECTIONS, SLOW, ari, data_dir, limit_threads, machine, spread, write_results
+from _sections import (
+    GROUPS,
+    RESULTS,
+    SECTIONS,
+    SLOW,
+    ari,
+    data_dir,
+    leiden_k,
+    limit_threads,
+    machine,
+    spread,
+    write_results,
+)
 
 OURS = "AESTETIK (defaults)"
 PCA_KMEANS = "PCA + k-means"
@@ -169,17 +181,7 @@ def banksy_worker(section_name: str, seed: int, data: Path) -> None:
     t = time.perf_counter()
     g = sc.AnnData(X=np.zeros((len(pcs), 1), np.float32), obsm={"X_pca": pcs})
     sc.pp.neighbors(g, use_rep="X_pca", n_neighbors=50, random_state=seed)
-    lo, hi, best = 0.01, 3.0, None
-    for _ in range(30):  # Leiden with exactly k clusters (bisection on the resolution), or the closest found
-        res = (lo + hi) / 2
-        sc.tl.leiden(g, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
-        n = g.obs["leiden"].nunique()
-        if best is None or abs(n - k) < abs(best[0] - k):
-            best = (n, g.obs["leiden"].to_numpy().copy())
-        if n == k:
-            break
-        lo, hi = (res, hi) if n < k else (lo, res)
-    found[BANKSY[2]] = [ari(adata.obs["ground_truth"], best[1]), t_embed + time.perf_counter() - t]
+    found[BANKSY[2]] = [ari(adata.obs["ground_truth"], leiden_k(g, k, seed)), t_embed + time.perf_counter() - t]
     print(json.dumps({"lambda": lam, "found": found}))
 
 

@@ -37,6 +37,7 @@ from _sections import (
     VISIUM,
     ari,
     data_dir,
+    leiden_k,
     limit_threads,
     machine,
     spread,
@@ -55,23 +56,6 @@ def _expression(adata, section):
         sc.pp.log1p(a)
     a.X = np.asarray(a.X.todense()) if hasattr(a.X, "todense") else np.asarray(a.X)
     return a
-
-
-def leiden_k(adata, k: int, seed: int) -> np.ndarray:
-    """Leiden labels with exactly ``k`` clusters (bisection on the resolution), or the closest found."""
-    import scanpy as sc
-
-    lo, hi, best = 0.01, 3.0, None
-    for _ in range(30):
-        res = (lo + hi) / 2
-        sc.tl.leiden(adata, resolution=res, random_state=seed, flavor="igraph", n_iterations=2)
-        n = adata.obs["leiden"].nunique()
-        if best is None or abs(n - k) < abs(best[0] - k):
-            best = (n, adata.obs["leiden"].to_numpy().copy())
-        if n == k:
-            break
-        lo, hi = (res, hi) if n < k else (lo, res)
-    return best[1]
 
 
 def run_leiden(adata, section, seed: int) -> tuple[float, float]:

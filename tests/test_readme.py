@@ -77,7 +77,7 @@ def test_demo_runs_as_written(tmp_path):
     argv = [*_demo_argv(command("Run the demo")), "--epochs", "2", "--mc-samples", "5", "--quiet"]
     run = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
-    out = Path(tmp_path / argv[argv.index("--out") + 1]) if "--out" in argv else tmp_path / "aestetik_demo"
+    out = tmp_path / (argv[argv.index("--out") + 1] if "--out" in argv else "aestetik_demo")
     (line,) = [s for s in run.stdout.splitlines() if s.startswith("ARI = ")]
     ari = float(re.match(r"ARI = (-?[0-9.]+) ", line).group(1))
     assert 0.2 < ari <= 1.0  # two epochs already find layers: the pseudo-labels guide the embedding

@@ -150,6 +150,8 @@ class Domains:
     centres, centre_labels
         The mean of ``x`` over each domain of ``labels`` (k, d) and the domain of each centre (k,): what
         :func:`assign_domains` labels new spots with.
+    method
+        The clustering method that made the domains (for ``'auto'``, the one it kept).
     """
 
     labels: np.ndarray
@@ -159,6 +161,7 @@ class Domains:
     stability: Stability | None
     centres: np.ndarray | None = None
     centre_labels: np.ndarray | None = None
+    method: str = ""
 
 
 def find_domains(
@@ -202,6 +205,7 @@ def find_domains(
         stability=stability,
         centres=centres,
         centre_labels=np.arange(centres.shape[0], dtype=np.int64),
+        method=result.method,
     )
 
 

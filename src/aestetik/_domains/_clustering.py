@@ -34,13 +34,13 @@ import numpy as np
 from scanpy import logging as logg
 
 from ._mixture import _bgm
-from ._spectral import spectral_labels
+from ._spectral import kept_neighbours, spectral_partition
 
 if TYPE_CHECKING:
     import igraph
     from scipy import sparse
 
-ClusterMethod = Literal["bgm", "kmeans", "leiden", "louvain", "spectral"]
+ClusterMethod = Literal["auto", "bgm", "kmeans", "leiden", "louvain", "spectral"]
 CLUSTER_METHODS: tuple[str, ...] = get_args(ClusterMethod)
 GRAPH_METHODS: tuple[str, ...] = ("leiden", "louvain")
 
@@ -62,7 +62,14 @@ GRAPH_N_NEIGHBORS = 50
 #: majority label of its :data:`PREDICT_NEIGHBORS` nearest partitioned spots, which is faster on larger data and
 #: gives the same labels (see the method page). ``'spectral'`` does the same from 10,000 spots: its
 #: eigen-solver's time grows faster than the number of spots.
-MAX_FIT_SPOTS = {"bgm": 5_000, "kmeans": 100_000, "leiden": 50_000, "louvain": 50_000, "spectral": 10_000}
+MAX_FIT_SPOTS = {
+    "bgm": 5_000,
+    "kmeans": 100_000,
+    "leiden": 50_000,
+    "louvain": 50_000,
+    "spectral": 10_000,
+    "auto": 10_000,
+}
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
 PREDICT_NEIGHBORS = 15
 #: From this many rows on, ``sc.pp.neighbors`` (euclidean metric) searches the neighbours approximately with
@@ -84,12 +91,15 @@ class ClusterResult:
         Resolution used by ``leiden``/``louvain``, else ``None``.
     n_clusters
         Number of distinct labels found.
+    method
+        The method that made ``labels``: the one asked for, or for ``'auto'`` the one it kept.
     """
 
     labels: np.ndarray
     proba: np.ndarray | None
     resolution: float | None
     n_clusters: int
+    method: str = ""
 
 
 def cluster_features(
@@ -139,6 +149,7 @@ def cluster_features(
         raise ValueError(msg)
 
     proba = resolution = None
+    used = "spectral" if method == "auto" else method
     limit = MAX_FIT_SPOTS.get(method, 0) if max_fit_spots is None else int(max_fit_spots)
     fit_rows = None
     if x.shape[0] > limit:
@@ -150,8 +161,10 @@ def cluster_features(
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:  # the graph methods and spectral clustering: cut the subsample, label the rest by neighbours
         data = x if fit_rows is None else x[fit_rows]
-        if method == "spectral":
-            labels = spectral_labels(data, int(n_clusters), random_state)
+        if method in ("spectral", "auto"):
+            labels, affinity = spectral_partition(data, int(n_clusters), random_state)
+            if method == "auto" and affinity is not None:
+                used, labels = _spectral_or_kmeans(data, int(n_clusters), random_state, labels, affinity)
         else:
             partitions = GraphPartitions(data, method, random_state)
             if is_int:
@@ -166,7 +179,24 @@ def cluster_features(
     found = int(labels.max()) + 1 if labels.size else 0
     if is_int and method not in GRAPH_METHODS and found < n_clusters:
         logg.warning(f"{method} left {n_clusters - found} of {n_clusters} clusters empty; found {found}.")
-    return ClusterResult(labels=labels, proba=proba, resolution=resolution, n_clusters=found)
+    return ClusterResult(labels=labels, proba=proba, resolution=resolution, n_clusters=found, method=used)
+
+
+def _spectral_or_kmeans(
+    x: np.ndarray, n_clusters: int, random_state: int, spectral: np.ndarray, affinity: sparse.spmatrix
+) -> tuple[str, np.ndarray]:
+    """``method='auto'``: of the spectral and the k-means partition, the one that cuts fewer k-NN edges of ``x``.
+
+    Both are partitions of the same embedding into ``n_clusters``; the one that keeps more of the weight of the
+    spectral clustering's k-nearest-neighbour graph within its clusters (:func:`kept_neighbours`) is kept (ties:
+    spectral). The normalised cut of spectral clustering prefers clusters of similar volume and splits a large
+    dense domain when the others are small; k-means splits a domain that is connected but not compact. Each failure
+    cuts many neighbour pairs, which this criterion, blind to cluster sizes, sees.
+    """
+    kmeans = _consecutive(_kmeans(x, n_clusters, random_state))
+    if kept_neighbours(affinity, kmeans) > kept_neighbours(affinity, spectral):
+        return "kmeans", kmeans
+    return "spectral", spectral
 
 
 def _predict_by_neighbours(x: np.ndarray, fit_rows: np.ndarray, fit_labels: np.ndarray) -> np.ndarray:

@@ -61,10 +61,17 @@ def knn_affinity(
 
 def spectral_labels(x: np.ndarray, n_clusters: int, random_state: int = 0) -> np.ndarray:
     """Spectral clustering of the rows of ``x`` into ``n_clusters`` groups (see the module docstring)."""
+    return spectral_partition(x, n_clusters, random_state)[0]
+
+
+def spectral_partition(
+    x: np.ndarray, n_clusters: int, random_state: int = 0
+) -> tuple[np.ndarray, sparse.csr_matrix | None]:
+    """:func:`spectral_labels` and the affinity it cut (the k-NN graph of :func:`knn_affinity`; ``None`` for 1 cluster)."""
     from sklearn.cluster import spectral_clustering
 
     if n_clusters == 1:
-        return np.zeros(x.shape[0], dtype=np.int64)
+        return np.zeros(x.shape[0], dtype=np.int64), None
     affinity, _, pieces = knn_affinity(x, max_pieces=n_clusters)
     with warnings.catch_warnings():
         if pieces > 1:  # fewer pieces than clusters: each piece is one or more clusters (said in the module docstring)
@@ -72,4 +79,11 @@ def spectral_labels(x: np.ndarray, n_clusters: int, random_state: int = 0) -> np
         labels = spectral_clustering(
             affinity, n_clusters=n_clusters, random_state=random_state, assign_labels="cluster_qr"
         )
-    return np.asarray(labels, dtype=np.int64)
+    return np.asarray(labels, dtype=np.int64), affinity
+
+
+def kept_neighbours(affinity: sparse.spmatrix, labels: np.ndarray) -> float:
+    """Fraction of the weight of the k-NN graph ``affinity`` that joins rows of the same label (1: no edge cut)."""
+    coo = affinity.tocoo()
+    same = labels[coo.row] == labels[coo.col]
+    return float(coo.data[same].sum() / max(coo.data.sum(), 1e-300))

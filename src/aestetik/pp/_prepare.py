@@ -13,6 +13,7 @@ from aestetik._space._cells import CELL_SMOOTHING
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
 from aestetik._space._lattice import sample_codes
 from aestetik._space._layout import DEFAULT_COORDS, Coords, describe, lattice_layout
+from aestetik._space._smoothing import domain_smoothing
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
     assert_finite,
@@ -23,7 +24,7 @@ from aestetik._validation import (
 from ._morphology import default_morphology, has_image, write_morphology
 from ._prepare_checks import check_batch_column, check_options
 from ._reference import check_lattice, input_transforms, project
-from ._transcriptomics import transcriptomics_pca
+from ._transcriptomics import reduce_given, transcriptomics_pca
 
 if TYPE_CHECKING:
     from os import PathLike
@@ -32,9 +33,18 @@ if TYPE_CHECKING:
 
 
 _AUTO = "auto"
-#: Default ``pseudo_label_smoothing`` (spot spacings); see the method page.
+#: ``pseudo_label_smoothing`` (spot spacings) on a lattice when the number of domains is not an int (a resolution).
 DEFAULT_SMOOTHING = 1.0
 _MORPHOLOGY_KEY = Key.morphology()
+
+
+def default_smoothing(source: str, kind: str, samples: np.ndarray, n_clusters: int | float) -> float:
+    """``pseudo_label_smoothing=None``: 3 sites for cells; on a lattice a fixed fraction of a domain's size."""
+    if source == "cells":
+        return CELL_SMOOTHING
+    if not isinstance(n_clusters, int | np.integer) or isinstance(n_clusters, bool):
+        return DEFAULT_SMOOTHING
+    return domain_smoothing(float(np.bincount(samples).mean()), int(n_clusters), kind)
 
 
 def _labels(labels: np.ndarray) -> pd.Categorical:
@@ -142,7 +152,11 @@ def prepare(
     batch_key
         ``adata.obs`` column naming the sample of each spot; windows never reach into another sample.
     n_comps
-        Components of the transcriptomics PCA computed when ``transcriptomics_key`` is absent.
+        Components of the transcriptomics PCA computed when ``transcriptomics_key`` is absent. A given
+        representation with more columns (e.g. 50 PCs, or the 154 PCs of a MERFISH section) is reduced to
+        ``n_comps`` columns, said in the log: its ``n_comps`` principal axes of the neighbourhood average (the
+        Gaussian of ``pseudo_label_smoothing``), onto which every spot's own values are projected; the pseudo-labels
+        and the network then see these (see the method page). ``obsm[transcriptomics_key]`` is left as it is.
     n_top_genes
         Highly variable genes (scanpy's ``'seurat'`` flavour on the log values) of that PCA; all genes when there
         are fewer.
@@ -162,11 +176,13 @@ def prepare(
         ``sqrt(3) / 2`` spots apart). The representations fed to the network are not smoothed. Clustering the
         neighbourhood average gives spatially coherent pseudo-labels, which the triplet loss then teaches the
         encoder; on single spots the mixture often collapses or follows noise. ``0`` clusters the spots
-        themselves, as the published method. ``None`` (default): 1 spot spacing on a lattice (see the method
-        page) and, for single cells (``coords='cells'``), 3 sites of their grid, which averages about as many
-        cells as 1 spot spacing does on Visium (a cell, unlike a spot, shows its layer only through its
-        neighbours; see the method page). Choose a larger value for broad domains and noisy spots, a smaller
-        one for thin or small domains.
+        themselves, as the published method. ``None`` (default): on a lattice, ``1 / 20`` of the side of a square
+        with the area of one domain (the sample's area, its spots times the area of one lattice cell, divided by the
+        int ``n_clusters``; 1 spot spacing when ``n_clusters`` is a resolution): about 1 spot spacing on a Visium
+        section of 3,500 spots and 7 domains, about 0.4 on a legacy ST section of 300 spots and 5 domains, whose
+        domains are a few spots wide; the same tissue binned more finely gets the same physical width. For single
+        cells (``coords='cells'``) 3 sites of their grid, which averages about as many cells as 1 spot spacing does
+        on Visium (a cell, unlike a spot, shows its layer only through its neighbours). See the method page.
     mixture_components
         Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
         ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the
@@ -304,7 +320,7 @@ def prepare(
             m = morphology.embedding
     kind, positions = layout.kind, layout.positions
     if pseudo_label_smoothing is None:
-        pseudo_label_smoothing = CELL_SMOOTHING if layout.record["source"] == "cells" else DEFAULT_SMOOTHING
+        pseudo_label_smoothing = default_smoothing(layout.record["source"], kind, samples, n_clusters)
     if spatial_pca is None:
         spatial_pca = layout.record["source"] != "cells"
     if compute_pca and ref is None:
@@ -317,6 +333,21 @@ def prepare(
         )
     t = np.asarray(t, dtype=np.float32)
     logg.info(f"    {describe(layout)}")
+    reduction = None
+    if not compute_pca and ref is None and t.shape[1] > n_comps:
+        width = t.shape[1]
+        t, reduction = reduce_given(
+            t,
+            n_comps=n_comps,
+            positions=positions,
+            samples=samples,
+            sigma=pseudo_label_smoothing,
+            random_state=random_state,
+        )
+        logg.info(
+            f"    `adata.obsm[{transcriptomics_key!r}]` has {width} columns: using its {n_comps} axes along which "
+            f"neighbourhoods differ most (`n_comps={width}` keeps every column)"
+        )
 
     def labels_of(x: np.ndarray, key: str):
         return pseudo_labels(
@@ -343,7 +374,7 @@ def prepare(
         blocks = [t] + ([m] if m is not None else [])
         ranges = [minmax_ranges(x, samples) for x in blocks]
         features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)
-        transforms = input_transforms(adata, ranges, pca_transform, morphology, morphology_key)
+        transforms = input_transforms(adata, ranges, pca_transform, morphology, morphology_key, reduction)
     else:
         check_lattice(ref, kind=kind, window_size=int(window_size))
         lo, hi = ref.ranges

@@ -99,7 +99,11 @@ def project(
         positions = check_expression(adata, expression, source=source)
         t = project_expression(adata.X, positions, expression)
     else:
-        t = _given(adata, transcriptomics_key, reference.n_transcriptomics, source=source, modality="transcriptomics")
+        reduction = reference.transform("transcriptomics_reduction")
+        width = reference.n_transcriptomics if reduction is None else int(reduction["components"].shape[0])
+        t = _given(adata, transcriptomics_key, width, source=source, modality="transcriptomics")
+        if reduction is not None:
+            t = (t - np.asarray(reduction["mean"])) @ np.asarray(reduction["components"])
     t = np.asarray(t, dtype=np.float32)
     if reference.n_morphology == 0:
         return t, None, None, expression is not None
@@ -156,6 +160,7 @@ def input_transforms(
     pca: dict[str, Any] | None,
     morphology: MorphologyResult | None,
     morphology_key: str | None,
+    reduction: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``prepare(reference=...)`` needs to project another section as this one was prepared."""
     out: dict[str, Any] = {
@@ -164,6 +169,8 @@ def input_transforms(
     }
     if pca is not None:
         out["transcriptomics"] = pca
+    if reduction is not None:
+        out["transcriptomics_reduction"] = reduction
     record = morphology.record if morphology is not None else None
     if record is None and morphology_key is not None:
         stored = adata.uns.get(morphology_keys(morphology_key)[0])

@@ -78,3 +78,25 @@ def transcriptomics_pca(
         "components": components,
     }
     return np.asarray(pcs, dtype=np.float32), transform
+
+
+def reduce_given(
+    x: np.ndarray, *, n_comps: int, positions: np.ndarray, samples: np.ndarray, sigma: float, random_state: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A given representation wider than ``n_comps`` reduced to the ``n_comps`` axes of its neighbourhood average.
+
+    The axes are those of ``x`` averaged over each spot's neighbourhood (the Gaussian of the pseudo-labels,
+    :func:`aestetik._space._smoothing.smoothed_principal_axes`): of the given columns (already a reduction, such as
+    the PCs of single cells), the directions along which neighbourhoods differ, which the pseudo-labels cluster.
+    Every spot's own values are projected onto them. Returns the projection and the transform (``mean``,
+    ``components``: columns x ``n_comps``) that a new section is projected with.
+    """
+    from aestetik._space._smoothing import smoothed_principal_axes
+
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    axes = smoothed_principal_axes(
+        x - mean, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
+    )
+    reduced = ((x - mean) @ axes).astype(np.float32)
+    return reduced, {"mean": mean.astype(np.float32), "components": axes.astype(np.float32)}

@@ -27,7 +27,7 @@ def cluster(
     adata: AnnData,
     n_clusters: int | float | Literal["auto"] | Sequence[int] = 7,
     *,
-    method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "spectral",
+    method: Literal["auto", "bgm", "kmeans", "leiden", "louvain", "spectral"] = "auto",
     refine: bool = True,
     n_neighbors: int = 10,
     n_resamples: int = 5,
@@ -55,7 +55,7 @@ def cluster(
     between these clusterings on the spots they share. Coarse partitions that merge true domains are often as stable
     as the true one, so the *largest* ``K`` whose stability is within ``stability_tolerance`` of the best is chosen.
     Read the curve (:func:`aestetik.pl.n_clusters`) rather than trusting the choice alone: the choice is often
-    near the annotated number with spectral clustering (the default), while ``method='kmeans'``, which reproduces
+    near the annotated number with spectral clustering (and ``'auto'``), while ``method='kmeans'``, which reproduces
     finer cuts of an embedding as well as the annotated one, tends to choose more domains (see the benchmarks
     page). A range around the number you expect narrows it.
 
@@ -72,7 +72,13 @@ def cluster(
         Number of domains (int); for ``'leiden'``/``'louvain'`` also a resolution (float). ``'auto'`` chooses among
         2..15 by stability (see above); a range or list of ints (e.g. ``range(3, 11)``) chooses among those.
     method
-        ``'spectral'`` (the default; not in the reference): spectral clustering of the 30-nearest-neighbour graph
+        ``'auto'`` (the default; not in the reference): spectral clustering and k-means, keeping the partition that
+        cuts fewer edges of the 30-nearest-neighbour graph of the embedding (more of each spot's neighbours in its
+        own domain), logged and recorded in ``uns[key_added]['cluster']['method_used']``. Spectral clustering's
+        normalised cut prefers domains of similar size and cuts a large domain when the others are small (a
+        tumour section); k-means cuts a domain that is connected but not compact in the embedding; either failure
+        cuts many neighbour pairs (see the method page).
+        ``'spectral'`` (not in the reference): spectral clustering of the 30-nearest-neighbour graph
         of the embedding (scikit-learn's ``SpectralClustering(affinity='nearest_neighbors')``, labels assigned by
         QR pivoting, so no random start); when that graph falls into more pieces than ``n_clusters`` the neighbours
         are doubled until it does not; above 10,000 spots it clusters 10,000 random ones and the others take the
@@ -130,8 +136,8 @@ def cluster(
         Only for ``'bgm'``: the mixture posterior of the spot's component *before* refinement, i.e. the confidence
         that selected the spots training the refinement. A stale column from an earlier run is removed.
     `adata.uns[key_added]['cluster']` : :class:`dict`
-        ``params`` (the resolved arguments and ``aestetik_version``), ``n_clusters`` (number of domains written)
-        and, for ``'leiden'``/``'louvain'``, the ``resolution`` used. Other entries of ``adata.uns[key_added]``
+        ``params`` (the resolved arguments and ``aestetik_version``), ``n_clusters`` (number of domains written),
+        ``method_used`` (the method that made the domains: ``method``, or the one ``'auto'`` kept) and, for ``'leiden'``/``'louvain'``, the ``resolution`` used. Other entries of ``adata.uns[key_added]``
         are kept. When ``n_clusters`` was chosen, ``params['n_clusters']`` is ``'auto'`` or the candidates and
         ``stability`` holds the curve: ``n_clusters`` (candidates), ``mean`` and ``sd`` of the pairwise ARIs,
         ``n_found`` (mean clusters found), ``chosen``, ``tolerance``, ``n_resamples``, ``resample_fraction`` and
@@ -234,6 +240,10 @@ def cluster(
         params["n_resamples"] = int(n_resamples)
         params["stability_tolerance"] = float(stability_tolerance)
     info: dict = {"params": params, "n_clusters": len(names)}
+    if trained is None:
+        info["method_used"] = domains.method
+        if method == "auto":
+            logg.info(f"    {domains.method} clustering cut fewer neighbour pairs of the embedding; kept its domains")
     if domains.centres is not None:
         info["centres"] = domains.centres.astype(np.float32)
         info["centre_domains"] = np.asarray(

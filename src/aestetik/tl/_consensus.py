@@ -46,7 +46,7 @@ def consensus(
     *,
     n_seeds: int = 5,
     n_clusters: int | Literal["auto"] | Sequence[int] = 7,
-    method: Literal["bgm", "kmeans", "leiden", "louvain", "spectral"] = "spectral",
+    method: Literal["auto", "bgm", "kmeans", "leiden", "louvain", "spectral"] = "auto",
     refine: bool = True,
     random_state: int = 0,
     fit_kwargs: Mapping[str, Any] | None = None,

@@ -70,6 +70,10 @@ MAX_FIT_SPOTS = {
     "spectral": 10_000,
     "auto": 10_000,
 }
+#: ``method='auto'`` keeps k-means' domains instead of the spectral ones when they cut at most this fraction of the
+#: neighbour pairs that the spectral ones cut (a fifth fewer or better): a clear difference, not the noise between
+#: two sound partitions (see the method page).
+KMEANS_CUT_RATIO = 0.8
 #: Neighbours that label a spot left out of the graph partition (scanpy's default ``n_neighbors``).
 PREDICT_NEIGHBORS = 15
 #: From this many rows on, ``sc.pp.neighbors`` (euclidean metric) searches the neighbours approximately with
@@ -185,16 +189,20 @@ def cluster_features(
 def _spectral_or_kmeans(
     x: np.ndarray, n_clusters: int, random_state: int, spectral: np.ndarray, affinity: sparse.spmatrix
 ) -> tuple[str, np.ndarray]:
-    """``method='auto'``: of the spectral and the k-means partition, the one that cuts fewer k-NN edges of ``x``.
+    """``method='auto'``: the spectral partition, unless the k-means one cuts clearly fewer k-NN edges of ``x``.
 
-    Both are partitions of the same embedding into ``n_clusters``; the one that keeps more of the weight of the
-    spectral clustering's k-nearest-neighbour graph within its clusters (:func:`kept_neighbours`) is kept (ties:
-    spectral). The normalised cut of spectral clustering prefers clusters of similar volume and splits a large
-    dense domain when the others are small; k-means splits a domain that is connected but not compact. Each failure
-    cuts many neighbour pairs, which this criterion, blind to cluster sizes, sees.
+    Both are partitions of the same embedding into ``n_clusters``. The weight of the spectral clustering's
+    k-nearest-neighbour graph that each cuts (edges between clusters, :func:`kept_neighbours`) is compared, and
+    k-means is kept when it cuts at most :data:`KMEANS_CUT_RATIO` times as much. The normalised cut of spectral
+    clustering prefers clusters of similar volume and splits a large dense domain when the others are small;
+    k-means splits a domain that is connected but not compact. Each failure cuts many neighbour pairs, which this
+    criterion, blind to cluster sizes, sees; where both partitions are sound they cut about as much, and the graph
+    cut stays.
     """
     kmeans = _consecutive(_kmeans(x, n_clusters, random_state))
-    if kept_neighbours(affinity, kmeans) > kept_neighbours(affinity, spectral):
+    cut_spectral = 1.0 - kept_neighbours(affinity, spectral)
+    cut_kmeans = 1.0 - kept_neighbours(affinity, kmeans)
+    if cut_kmeans <= KMEANS_CUT_RATIO * cut_spectral:
         return "kmeans", kmeans
     return "spectral", spectral
 

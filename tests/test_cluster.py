@@ -450,7 +450,8 @@ def test_cluster_writes_keys():
     assert "resolution" not in info
     params = info["params"]
     assert params["n_clusters"] == 4
-    assert params["method"] == "spectral"
+    assert params["method"] == "auto"
+    assert info["method_used"] in ("spectral", "kmeans")
     assert params["refine"] is True
     assert params["n_neighbors"] == 10
     assert params["use_rep"] == "X_aestetik"
@@ -614,7 +615,8 @@ def test_cluster_refuses_view():
 def test_private_module_constants():
     assert _clustering.RESOLUTIONS[0] == 0.1
     assert _clustering.RESOLUTIONS[-1] == pytest.approx(2.98)
-    assert _clustering.CLUSTER_METHODS == ("bgm", "kmeans", "leiden", "louvain", "spectral")
+    assert _clustering.CLUSTER_METHODS == ("auto", "bgm", "kmeans", "leiden", "louvain", "spectral")
+    assert _clustering.KMEANS_CUT_RATIO == 0.8
 
 
 @pytest.mark.parametrize("method", ["bgm", "kmeans"])

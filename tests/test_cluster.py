@@ -453,7 +453,9 @@ def test_cluster_writes_keys():
     assert params["method"] == "auto"
     assert info["method_used"] in ("spectral", "kmeans")
     assert params["refine"] is True
-    assert params["n_neighbors"] == 10
+    assert params["n_neighbors"] == 0  # 1/50 of a domain of 25 spots: under 2, no refinement
+    ae.tl.cluster(adata, 4, n_neighbors=6)
+    assert adata.uns["aestetik"]["cluster"]["params"]["n_neighbors"] == 6
     assert params["use_rep"] == "X_aestetik"
     assert params["random_state"] == 0
     assert params["coords_key"] == "spatial"

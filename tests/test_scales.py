@@ -144,3 +144,31 @@ def test_a_wide_given_representation_is_reduced_with_a_log_line():
     full = ae.pp.prepare(adata, n_clusters=4, transcriptomics_key="given", morphology_key=None, n_comps=40, copy=True)
     assert full.uns["aestetik"]["prepare"]["n_transcriptomics"] == 40
     assert "transcriptomics_reduction" not in full.uns["aestetik"]["prepare"]["transforms"]
+
+
+def test_refinement_neighbours_follow_the_domains():
+    from aestetik._domains._assign import REFINE_FRACTION, refine_neighbours
+
+    assert REFINE_FRACTION == 0.02
+    assert refine_neighbours(3460, 7) == 10  # a Visium section: the published 10
+    assert refine_neighbours(282, 5) == 1  # a legacy ST section: no refinement
+    assert refine_neighbours(4 * 3460, 7) == 40  # the same tissue in bins half as wide: the same reach
+
+    import anndata as ad
+    import pandas as pd
+
+    rows, cols = np.divmod(np.arange(2500), 50)
+    truth = (rows >= 25) * 2 + (cols >= 25)  # 4 quadrants of 625 spots: 1/50 is 12 neighbours
+    rng = np.random.default_rng(0)
+    emb = 6 * np.eye(4, 5)[truth] + rng.normal(size=(2500, 5))
+    flip = rng.random(2500) < 0.03  # some spots embedded in another quadrant's blob
+    emb[flip] = 6 * np.eye(4, 5)[(truth[flip] + 1) % 4] + rng.normal(size=(int(flip.sum()), 5))
+    adata = ad.AnnData(obs=pd.DataFrame(index=[f"s{i}" for i in range(2500)]))
+    adata.obsm["X_aestetik"] = emb.astype(np.float32)
+    adata.obsm["spatial"] = np.c_[rows, cols].astype(float)
+    ae.tl.cluster(adata, n_clusters=4, show_progress_bar=False)
+    assert adata.uns["aestetik"]["cluster"]["params"]["n_neighbors"] == 12
+    assert adjusted_rand_score(truth, adata.obs["aestetik"]) > 0.99
+    ae.tl.cluster(adata, n_clusters=4, refine=False, key_added="raw", show_progress_bar=False)
+    assert adata.uns["raw"]["cluster"]["params"]["n_neighbors"] == 0
+    assert adjusted_rand_score(truth, adata.obs["raw"]) < 0.95

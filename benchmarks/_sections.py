@@ -37,6 +37,7 @@ class Section:
     n_domains: int
     prepare: dict = field(default_factory=dict)  # the documented switch for this data type
     note: str = ""
+    image: bool = False  # an H&E image that `morphology_key="auto"` uses (spots at least 10 px wide)
 
     @property
     def cells(self) -> bool:
@@ -54,8 +55,12 @@ SECTIONS = {
         Section("dlpfc_151676", "dlpfc_151676.h5ad", VISIUM, 7, {}, "bundled, normalised, 3,460 spots"),
         Section("dlpfc_151676_counts", "dlpfc_151676_counts.h5ad", VISIUM, 7, {}, "raw counts, 5,000 genes"),
         Section("dlpfc_151674_counts", "dlpfc_151674_counts.h5ad", VISIUM, 7, {}, "raw counts, 5,000 genes"),
-        Section("her2st_a1", "her2st_a1.h5ad", LEGACY_ST, 5, {"coords": None}, "HER2+ breast tumour, 346 spots"),
-        Section("mob_rep12", "mob_rep12.h5ad", LEGACY_ST, 5, {"coords": None}, "mouse olfactory bulb, 282 spots"),
+        Section(
+            "her2st_a1", "her2st_a1.h5ad", LEGACY_ST, 5, {"coords": None}, "HER2+ breast tumour, 346 spots", image=True
+        ),
+        Section(
+            "mob_rep12", "mob_rep12.h5ad", LEGACY_ST, 5, {"coords": None}, "mouse olfactory bulb, 282 spots", image=True
+        ),
         Section("starmap_bz5", "starmap_bz5.h5ad", CELLS, 4, {"coords": "cells"}, "STARmap mPFC, 1,049 cells"),
         Section(
             "osmfish_sscortex",

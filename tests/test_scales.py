@@ -14,17 +14,17 @@ from aestetik._space._smoothing import DOMAIN_WIDTHS, HEX_ROW, domain_smoothing
 from aestetik.pp._prepare import DEFAULT_SMOOTHING
 
 
-def test_domain_smoothing_is_a_fraction_of_a_domains_side():
-    # a Visium section of 3,460 spots in 7 domains: about one spot spacing
-    assert domain_smoothing(3460, 7, "hex") == pytest.approx(np.sqrt(HEX_ROW * 3460 / 7) / DOMAIN_WIDTHS)
-    assert 0.95 < domain_smoothing(3460, 7, "hex") < 1.1
+def test_domain_smoothing_is_a_fraction_of_a_domains_side_up_to_one_spacing():
+    # a Visium section of 3,460 spots in 7 domains: one spot spacing (the first ring of neighbours)
+    assert np.sqrt(HEX_ROW * 3460 / 7) / DOMAIN_WIDTHS > 1
+    assert domain_smoothing(3460, 7, "hex") == 1.0
+    assert domain_smoothing(100_000, 7, "square") == 1.0
     # a legacy ST section of 282 spots 200 µm apart in 5 domains: well under one spacing
     assert domain_smoothing(282, 5, "square") == pytest.approx(np.sqrt(282 / 5) / DOMAIN_WIDTHS)
     assert domain_smoothing(282, 5, "square") < 0.5
-    # the same tissue in bins half as wide: four times the bins, twice the width in bins, the same physical width
-    assert domain_smoothing(4 * 10_000, 7, "square") == pytest.approx(2 * domain_smoothing(10_000, 7, "square"))
-    # more domains asked for: narrower
-    assert domain_smoothing(3460, 14, "hex") < domain_smoothing(3460, 7, "hex")
+    # four times the spots: twice the width; more domains asked for: narrower
+    assert domain_smoothing(4 * 282, 5, "square") == pytest.approx(2 * domain_smoothing(282, 5, "square"))
+    assert domain_smoothing(282, 10, "square") < domain_smoothing(282, 5, "square")
 
 
 def test_prepare_records_the_default_smoothing_of_each_kind_of_data():

@@ -14,25 +14,25 @@ from scipy import sparse
 
 #: Physical spacing of lattice rows on a hexagonal (Visium) lattice, in spots: rows are sqrt(3)/2 apart.
 HEX_ROW = np.sqrt(3.0) / 2.0
-#: The default pseudo-label smoothing on a lattice is this many times narrower than the side of a square of the
-#: area of one domain (the area of the sample's spots divided by the number of domains); see
-#: :func:`domain_smoothing`.
+#: The default pseudo-label smoothing on a lattice is at most one spot spacing and at most this many times narrower
+#: than the side of a square of the area of one domain (the area of the sample's spots divided by the number of
+#: domains); see :func:`domain_smoothing`.
 DOMAIN_WIDTHS = 20.0
 
 
 def domain_smoothing(n_spots: float, n_clusters: int, kind: str) -> float:
-    """Default ``pseudo_label_smoothing`` (spot spacings) on a lattice: a fixed fraction of a domain's size.
+    """Default ``pseudo_label_smoothing`` (spot spacings) on a lattice: one spacing, less for small domains.
 
-    A domain of a sample of ``n_spots`` spots cut into ``n_clusters`` domains covers on average ``n_spots /
-    n_clusters`` spots, i.e. ``a * n_spots / n_clusters`` squared spacings (``a``: the area of one spot's cell of
-    the lattice, ``sqrt(3) / 2`` on a hexagonal lattice, 1 on a square one); the smoothing is
-    ``1 / DOMAIN_WIDTHS`` of the side of a square of that area. So the average follows the size of the domains
-    asked for rather than the lattice: the same tissue sampled by smaller bins gets the same physical width, and
-    a small section of coarse spots (legacy ST: a few hundred spots 200 µm apart) a narrower one than a Visium
-    section of thousands.
+    The average should mostly cover a spot's first ring of neighbours (one spacing) and stay well below the width
+    of the domains. A domain of a sample of ``n_spots`` spots cut into ``n_clusters`` domains covers on average
+    ``a * n_spots / n_clusters`` squared spacings (``a``: the area of one spot's cell of the lattice, ``sqrt(3) /
+    2`` on a hexagonal lattice, 1 on a square one); the smoothing is one spacing or ``1 / DOMAIN_WIDTHS`` of the
+    side of a square of that area, whichever is smaller. A Visium section of thousands of spots gets one spacing; a
+    small section of coarse spots (legacy ST: a few hundred spots 200 µm apart, domains a few spots wide) less.
     """
     area = HEX_ROW if kind == "hex" else 1.0
-    return float(np.sqrt(area * max(float(n_spots), 1.0) / max(int(n_clusters), 1)) / DOMAIN_WIDTHS)
+    side = np.sqrt(area * max(float(n_spots), 1.0) / max(int(n_clusters), 1))
+    return float(min(1.0, side / DOMAIN_WIDTHS))
 
 
 def physical_positions(lattice: np.ndarray, kind: str) -> np.ndarray:

@@ -176,13 +176,13 @@ def prepare(
         ``sqrt(3) / 2`` spots apart). The representations fed to the network are not smoothed. Clustering the
         neighbourhood average gives spatially coherent pseudo-labels, which the triplet loss then teaches the
         encoder; on single spots the mixture often collapses or follows noise. ``0`` clusters the spots
-        themselves, as the published method. ``None`` (default): on a lattice, ``1 / 20`` of the side of a square
-        with the area of one domain (the sample's area, its spots times the area of one lattice cell, divided by the
-        int ``n_clusters``; 1 spot spacing when ``n_clusters`` is a resolution): about 1 spot spacing on a Visium
-        section of 3,500 spots and 7 domains, about 0.4 on a legacy ST section of 300 spots and 5 domains, whose
-        domains are a few spots wide; the same tissue binned more finely gets the same physical width. For single
-        cells (``coords='cells'``) 3 sites of their grid, which averages about as many cells as 1 spot spacing does
-        on Visium (a cell, unlike a spot, shows its layer only through its neighbours). See the method page.
+        themselves, as the published method. ``None`` (default): on a lattice, one spot spacing (the first ring
+        of neighbours), or less where the domains are small relative to the lattice: at most ``1 / 20`` of the side
+        of a square with the area of one domain (the sample's spots times the area of one lattice cell, divided by
+        the int ``n_clusters``). A Visium section of thousands of spots gets 1; a legacy ST section of 300 spots and
+        5 domains, whose domains are a few spots wide, about 0.4. For single cells (``coords='cells'``) 3 sites of
+        their grid, which averages about as many cells as 1 spot spacing does on Visium (a cell, unlike a spot,
+        shows its layer only through its neighbours). See the method page.
     mixture_components
         Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
         ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the

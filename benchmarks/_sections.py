@@ -88,7 +88,7 @@ SECTIONS = {
         ),
     )
 }
-#: run unless ``--sections`` names them (about 15 minutes a run on 2 cores)
+#: left out of ``peers.py``'s default run unless ``--sections`` names them
 SLOW = ("merfish_hypothalamus_-0.04", "merfish_hypothalamus_-0.09")
 
 

@@ -19,8 +19,8 @@ from the data to the labels, one thread, after an untimed warm-up run (numba com
 process). Each finished run is written at once, so a stopped run resumes
 (``--fresh`` starts over)::
 
-    python benchmarks/accuracy.py                                  # every section but MERFISH, 3 seeds
-    python benchmarks/accuracy.py --sections merfish_hypothalamus_-0.04 merfish_hypothalamus_-0.09
+    python benchmarks/accuracy.py                                  # every section, 3 seeds
+    python benchmarks/accuracy.py --sections her2st_a1 mob_rep12   # some of them
     python3.11 -m venv /tmp/banksy && /tmp/banksy/bin/pip install pybanksy
     python benchmarks/accuracy.py --banksy-python /tmp/banksy/bin/python
     python benchmarks/accuracy.py --quick                          # smoke run: one seed, 5 epochs, results in /tmp
@@ -43,7 +43,6 @@ from _sections import (
     GROUPS,
     RESULTS,
     SECTIONS,
-    SLOW,
     ari,
     data_dir,
     leiden_k,
@@ -223,13 +222,13 @@ def tables(payload: dict) -> str:
             lines.append("| mean over the sections run | | | " + " | ".join(cells) + " |")
     missing = list(payload["sections_not_run"])
     if missing:
-        lines += ["", "Not run here: " + ", ".join(missing) + " (`--sections NAME`; MERFISH about 15 min a run)."]
+        lines += ["", "Not run here: " + ", ".join(missing) + " (`--sections NAME`)."]
     return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=[n for n in SECTIONS if n not in SLOW], choices=list(SECTIONS))
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-dir", default=None, help="default: $AESTETIK_DATA, else ../shared/data")
     p.add_argument("--banksy-python", default=None, help="a python with pybanksy (its own environment)")

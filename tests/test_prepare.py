@@ -196,7 +196,8 @@ def test_prepare_mixture_components_and_starts(monkeypatch):
     from aestetik._space._smoothing import gaussian_smooth, physical_positions
 
     positions = physical_positions(adata.obsm["aestetik_lattice"], "hex")
-    x = gaussian_smooth(adata.obsm["X_pca"].astype(np.float32), positions, np.zeros(adata.n_obs, np.int32), sigma=1.0)
+    sigma = adata.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"]  # the default for this section
+    x = gaussian_smooth(adata.obsm["X_pca"].astype(np.float32), positions, np.zeros(adata.n_obs, np.int32), sigma=sigma)
     expected = real(x, 3, n_components=4, bgm_inits=inits).labels
     np.testing.assert_array_equal(adata.obs["aestetik_transcriptomics_cluster"].astype(int), expected)
     calls.clear()

@@ -419,3 +419,48 @@ def test_spots_of_few_pixels_are_reported_in_the_log(monkeypatch):
     wide.uns["spatial"]["lib"]["scalefactors"]["spot_diameter_fullres"] = 30.0  # 15 px in 'hires'
     ae.pp.morphology(wide, image_key="hires", spot_scale=1.0, n_components=3)
     assert len(logged) == 1
+
+
+def test_spatial_coherence_equals_a_plain_count():
+    from aestetik._domains._pseudo_labels import COHERENCE_NEIGHBORS, spatial_coherence
+
+    rng = np.random.default_rng(0)
+    positions = rng.uniform(0, 10, (80, 2))
+    samples = (np.arange(80) >= 50).astype(int)  # two samples: neighbours never cross
+    labels = rng.integers(0, 3, 80)
+    same = total = 0
+    for s in (0, 1):
+        idx = np.flatnonzero(samples == s)
+        d = np.linalg.norm(positions[idx, None] - positions[None, idx], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        nearest = np.argsort(d, axis=1, kind="stable")[:, :COHERENCE_NEIGHBORS]
+        same += (labels[idx][nearest] == labels[idx][:, None]).sum()
+        total += nearest.size
+    chance = ((np.bincount(labels) / 80) ** 2).sum()
+    assert spatial_coherence(labels, positions, samples) == pytest.approx((same / total - chance) / (1 - chance))
+    bands = (positions[:, 0] > 5).astype(int)  # two halves: nearly every neighbour agrees
+    assert spatial_coherence(bands, positions, samples) > 0.7
+    assert abs(spatial_coherence(rng.permutation(bands), positions, samples)) < 0.3
+
+
+def test_prepare_auto_leaves_out_an_image_less_coherent_than_the_transcriptome():
+    adata = _small_with_image()
+    image = adata.uns["spatial"]["s"]["images"]["lowres"]
+    rng = np.random.default_rng(1)
+    image[..., 0] = rng.integers(0, 255, size=image.shape[:2])  # colour scattered at random, not by domain
+    ae.pp.prepare(adata, n_clusters=3, clustering_method="kmeans")
+    rec = adata.uns["aestetik"]["prepare"]
+    coherence = rec["morphology_coherence"]
+    assert coherence["morphology"] < coherence["transcriptomics"]
+    assert rec["n_morphology"] == 0
+    assert rec["params"]["morphology_key"] == ""
+    assert "less spatially coherent than the transcriptome's" in rec["morphology_skipped"]
+    assert "aestetik_morphology_cluster" not in adata.obs
+    assert "X_morphology" in adata.obsm  # computed, kept, to pass explicitly
+    assert "morphology" not in rec["transforms"]
+    # the image of the bands is kept
+    kept = _small_with_image()
+    ae.pp.prepare(kept, n_clusters=3, clustering_method="kmeans")
+    rec = kept.uns["aestetik"]["prepare"]
+    assert rec["morphology_coherence"]["morphology"] >= rec["morphology_coherence"]["transcriptomics"]
+    assert rec["n_morphology"] > 0

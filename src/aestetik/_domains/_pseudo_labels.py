@@ -60,3 +60,36 @@ def pseudo_labels(
         )
         raise ValueError(msg)
     return res
+
+
+#: Neighbours of each spot in :func:`spatial_coherence` (the first ring of a hexagonal lattice).
+COHERENCE_NEIGHBORS = 6
+
+
+def spatial_coherence(labels: np.ndarray, positions: np.ndarray, samples: np.ndarray) -> float:
+    """How much more often a spot shares its label with its nearest spots than chance: Cohen's kappa of the pairs.
+
+    Over every spot and each of its :data:`COHERENCE_NEIGHBORS` nearest spots of the same sample (by
+    ``positions``), the fraction ``p`` of pairs with the same label against the fraction ``c = sum_k f_k^2``
+    expected from the label frequencies ``f_k`` alone: ``(p - c) / (1 - c)``; 1 when every neighbourhood is one
+    label, about 0 for labels scattered at random. Without labels of the domains, it says whether a set of
+    pseudo-labels describes spatial structure.
+    """
+    from scipy.spatial import cKDTree
+
+    labels = np.asarray(labels)
+    same, total = 0.0, 0
+    for s in np.unique(samples):
+        members = np.flatnonzero(samples == s)
+        k = min(COHERENCE_NEIGHBORS, members.size - 1)
+        if k < 1:
+            continue
+        idx = cKDTree(positions[members]).query(positions[members], k=k + 1)[1][:, 1:]
+        lab = labels[members]
+        same += float((lab[idx] == lab[:, None]).sum())
+        total += idx.size
+    if total == 0:
+        return 0.0
+    freq = np.bincount(np.unique(labels, return_inverse=True)[1].ravel()) / labels.size
+    chance = float((freq**2).sum())
+    return float((same / total - chance) / max(1.0 - chance, 1e-12))

@@ -7,7 +7,7 @@ import pandas as pd
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._pseudo_labels import pseudo_labels
+from aestetik._domains._pseudo_labels import pseudo_labels, spatial_coherence
 from aestetik._keys import Key
 from aestetik._space._cells import CELL_SMOOTHING
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
@@ -121,7 +121,13 @@ def prepare(
         image: about 4 px) a patch shows the tissue's colour rather than cells, so it adds little beyond the
         transcriptomics (see the method page); the log then says so and how to use the image anyway
         (``aestetik.pp.morphology`` first, then ``morphology_key='X_morphology'``), and
-        ``uns[key_added]['prepare']['morphology_skipped']`` records it.
+        ``uns[key_added]['prepare']['morphology_skipped']`` records it. Features that ``'auto'`` computed from the
+        image are then used only when their pseudo-labels are at least as spatially coherent as the
+        transcriptome's (Cohen's kappa of each spot's label against those of its 6 nearest spots, computed
+        without labels): features whose clusters are more scattered than the transcriptome's pull the embedding
+        away from the domains (see the method page). Otherwise the log says so, ``morphology_skipped`` records
+        why, and ``obsm['X_morphology']`` stays, to pass as ``morphology_key`` anyway;
+        ``uns[key_added]['prepare']['morphology_coherence']`` holds both values.
     n_clusters
         Number of pseudo-label clusters per modality (int; usually the number of domains expected) or, for
         ``'leiden'``/``'louvain'``, a resolution (float). When the domains come out with two layers merged,
@@ -365,16 +371,34 @@ def prepare(
         )
 
     res_t = res_m = None
+    coherence: dict[str, float] = {}
     if m is not None:
         m = np.asarray(m, dtype=np.float32)
     if ref is None:
         res_t = labels_of(t, transcriptomics_key)
         if m is not None:
             res_m = labels_of(m, morphology_key)
+        if auto_morphology and res_m is not None:
+            coherence = {
+                "transcriptomics": spatial_coherence(res_t.labels, positions, samples),
+                "morphology": spatial_coherence(res_m.labels, positions, samples),
+            }
+            if coherence["morphology"] < coherence["transcriptomics"]:
+                m = res_m = morphology_key = None
+                coarse.append(
+                    f"the image's pseudo-labels are less spatially coherent than the transcriptome's "
+                    f"({coherence['morphology']:.2f} < {coherence['transcriptomics']:.2f})"
+                )
+                logg.info(
+                    f"    training without the image: its pseudo-labels agree less with their neighbours than the "
+                    f"transcriptome's (spatial coherence {coherence['morphology']:.2f} < "
+                    f"{coherence['transcriptomics']:.2f}); morphology_key={_MORPHOLOGY_KEY!r} uses it anyway"
+                )
         blocks = [t] + ([m] if m is not None else [])
         ranges = [minmax_ranges(x, samples) for x in blocks]
         features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)
-        transforms = input_transforms(adata, ranges, pca_transform, morphology, morphology_key, reduction)
+        used = morphology if m is not None else None
+        transforms = input_transforms(adata, ranges, pca_transform, used, morphology_key, reduction)
     else:
         check_lattice(ref, kind=kind, window_size=int(window_size))
         lo, hi = ref.ranges
@@ -430,6 +454,7 @@ def prepare(
         "transcriptomics_pca_computed": bool(compute_pca),
         "morphology_computed": bool(auto_morphology),
         "morphology_skipped": "; ".join(coarse),
+        "morphology_coherence": coherence,
         "lattice_type": kind,
         "lattice": layout.record,
         "samples": np.asarray(sample_names, dtype=object).astype(str),

@@ -90,12 +90,18 @@ def test_flow_writes_the_table_as_the_anndata(flow):
     assert set(table.obsm) == set(adata.obsm)
     assert set(table.obs.columns) == set(adata.obs.columns)
     assert set(table.uns) == {*adata.uns, "spatialdata_attrs"} - {"spatial"}
+    # the image is read in both flows; whether its features train (their spatial coherence) is decided the same way
+    morphology_labels = ["aestetik_morphology_cluster"] if "aestetik_morphology_cluster" in adata.obs else []
     _assert_same(
         table,
         adata,
-        ["aestetik", "aestetik_transcriptomics_cluster", "aestetik_morphology_cluster", "morphology_outside"],
+        ["aestetik", "aestetik_transcriptomics_cluster", "morphology_outside", *morphology_labels],
         ["X_morphology", "X_pca", "aestetik_input", "aestetik_lattice", "aestetik_grid", "X_aestetik", "spatial"],
     )
+    coherence = adata.uns["aestetik"]["prepare"]["morphology_coherence"]
+    assert set(coherence) == {"transcriptomics", "morphology"}
+    for key, value in coherence.items():
+        assert table.uns["aestetik"]["prepare"]["morphology_coherence"][key] == pytest.approx(value)
     assert table.uns["morphology"]["libraries"][LIBRARY]["scalef"] == pytest.approx(
         adata.uns["morphology"]["libraries"][LIBRARY]["scalef"]
     )

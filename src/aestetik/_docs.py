@@ -19,8 +19,9 @@ _DOCS = {
         "clustering_method\n    ``'bgm'`` (Bayesian Gaussian mixture, tied covariance), ``'kmeans'``, ``'leiden'``,\n"
         "    ``'louvain'`` (resolution searched upward from 0.1 until exactly ``n_clusters`` clusters appear, below\n"
         "    0.1 if every one gives more; above 50,000 spots the graph of 50,000 random ones, the others take the\n"
-        "    majority of their 15 nearest) or ``'spectral'`` (spectral clustering of a 30-nearest-neighbour graph;\n"
-        "    above 10,000 spots of 10,000 random ones, the others take the majority of their 15 nearest)."
+        "    majority of their 15 nearest), ``'spectral'`` (spectral clustering of a 30-nearest-neighbour graph;\n"
+        "    above 10,000 spots of 10,000 random ones, the others take the majority of their 15 nearest) or\n"
+        "    ``'auto'`` (spectral clustering, or k-means where it cuts a fifth fewer of that graph's edges)."
     ),
     "ax": "ax\n    Axes to draw into; by default a new figure.",
     "show": "show\n    Call :func:`matplotlib.pyplot.show` at the end (only when ``True``).",

@@ -104,7 +104,7 @@ def cluster(
         merges two domains and splits another.
     refine
         Spatially refine the domains with a k-nearest-neighbour vote. Skipped when ``n_neighbors`` is 1
-        (as in the reference implementation).
+        (as in the reference implementation) or, by default, when a domain is too small for a vote of 2 (below).
     n_neighbors
         Number of confident neighbours voting in the refinement (fewer when a sample has fewer confident spots).
         ``None`` (default): 1/50 of the spots of one domain (a sample's spots divided by the number of domains),

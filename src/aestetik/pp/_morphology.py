@@ -285,6 +285,35 @@ def default_morphology(
     return result, []
 
 
+def incoherent_image(
+    transcriptomics: np.ndarray, morphology: np.ndarray, positions: np.ndarray, samples: np.ndarray
+) -> tuple[dict[str, float], str]:
+    """The check of ``morphology_key='auto'`` on features it computed: are the image's pseudo-labels coherent enough?
+
+    Returns the spatial coherence of both modalities' pseudo-labels
+    (:func:`aestetik._domains._pseudo_labels.spatial_coherence`) and, when the image's is below the transcriptome's,
+    why it is left out (logged here), else ``''``.
+    """
+    from aestetik._domains._pseudo_labels import spatial_coherence
+
+    coherence = {
+        "transcriptomics": spatial_coherence(transcriptomics, positions, samples),
+        "morphology": spatial_coherence(morphology, positions, samples),
+    }
+    if coherence["morphology"] >= coherence["transcriptomics"]:
+        return coherence, ""
+    logg.info(
+        "    training without the image: its pseudo-labels agree less with their neighbours than the transcriptome's "
+        f"(spatial coherence {coherence['morphology']:.2f} < {coherence['transcriptomics']:.2f}); "
+        "morphology_key='X_morphology' uses it anyway"
+    )
+    reason = (
+        "the image's pseudo-labels are less spatially coherent than the transcriptome's "
+        f"({coherence['morphology']:.2f} < {coherence['transcriptomics']:.2f})"
+    )
+    return coherence, reason
+
+
 def has_image(adata: AnnData, spatial_key: str = "spatial") -> bool:
     """Whether ``adata.uns[spatial_key]`` holds a tissue image in some library."""
     spatial = adata.uns.get(spatial_key)

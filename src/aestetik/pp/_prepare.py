@@ -7,7 +7,7 @@ import pandas as pd
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._pseudo_labels import pseudo_labels, spatial_coherence
+from aestetik._domains._pseudo_labels import pseudo_labels
 from aestetik._keys import Key
 from aestetik._space._cells import CELL_SMOOTHING
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
@@ -21,7 +21,7 @@ from aestetik._validation import (
     assert_obsm_key,
 )
 
-from ._morphology import default_morphology, has_image, write_morphology
+from ._morphology import default_morphology, has_image, incoherent_image, write_morphology
 from ._prepare_checks import check_batch_column, check_options
 from ._reference import check_lattice, input_transforms, project
 from ._transcriptomics import reduce_given, transcriptomics_pca
@@ -379,21 +379,10 @@ def prepare(
         if m is not None:
             res_m = labels_of(m, morphology_key)
         if auto_morphology and res_m is not None:
-            coherence = {
-                "transcriptomics": spatial_coherence(res_t.labels, positions, samples),
-                "morphology": spatial_coherence(res_m.labels, positions, samples),
-            }
-            if coherence["morphology"] < coherence["transcriptomics"]:
+            coherence, reason = incoherent_image(res_t.labels, res_m.labels, positions, samples)
+            if reason:
                 m = res_m = morphology_key = None
-                coarse.append(
-                    f"the image's pseudo-labels are less spatially coherent than the transcriptome's "
-                    f"({coherence['morphology']:.2f} < {coherence['transcriptomics']:.2f})"
-                )
-                logg.info(
-                    f"    training without the image: its pseudo-labels agree less with their neighbours than the "
-                    f"transcriptome's (spatial coherence {coherence['morphology']:.2f} < "
-                    f"{coherence['transcriptomics']:.2f}); morphology_key={_MORPHOLOGY_KEY!r} uses it anyway"
-                )
+                coarse.append(reason)
         blocks = [t] + ([m] if m is not None else [])
         ranges = [minmax_ranges(x, samples) for x in blocks]
         features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)

@@ -95,8 +95,7 @@ def reduce_given(
 
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(axis=0)
-    axes = smoothed_principal_axes(
-        x - mean, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
-    )
-    reduced = ((x - mean) @ axes).astype(np.float32)
+    centred = x - mean
+    axes = smoothed_principal_axes(centred, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state)
+    reduced = (centred @ axes).astype(np.float32)
     return reduced, {"mean": mean.astype(np.float32), "components": axes.astype(np.float32)}

@@ -213,8 +213,8 @@ def cluster(
         names = trained.names
         index = {name: i for i, name in enumerate(names)}
         owners = np.asarray([index[d] for d in trained.domains], dtype=np.int64)
-        labels = assign_domains(x, trained.centres, owners, options, coords=coords, groups=groups)
         used = resolve_refinement(options, np.unique(owners).size, groups, adata.n_obs)
+        labels = assign_domains(x, trained.centres, owners, used, coords=coords, groups=groups)
         domains = Domains(
             labels=labels,
             proba=None,

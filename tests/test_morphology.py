@@ -129,8 +129,8 @@ def test_features_equal_squidpy():
         np.testing.assert_allclose(mine, ref[F._feature_names([name])].to_numpy(float), rtol=1e-10, atol=1e-10)
     # clipped spots use only the part inside the image
     lib = M._libraries(adata, img=None, library_id=None, library_key=None, image_key=None, spatial_key="spatial")[0]
-    fn = F.resolve_method(["summary", "texture"])[0]
-    feats, st = P._library_features(lib, side, fn, exact=True, batch_size=8, what="")
+    feats, st, scales = P._library_features(lib, side, F.resolve_method(["summary", "texture"]), batch_size=8)
+    assert scales == {}
     cy = int(centres[-3][0])
     part = sq.im.ImageContainer(image[cy - 2 : cy + 3, 0:4], layer="hires")
     expected = {**part.features_summary("hires"), **part.features_texture("hires")}

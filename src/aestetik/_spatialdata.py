@@ -98,8 +98,9 @@ def spatialdata_input(func: F | None = None, *, image: bool = False) -> F | Call
     of circles that the table annotates (``region`` / ``instance_key`` of its ``spatialdata_attrs``), mapped onto
     the image through the coordinate transformations of both to a coordinate system they share (``'global'`` if
     both have it). For the call only, ``obsm[spatial_key]`` and ``uns[spatial_key]`` of the table hold these
-    centres and the image squidpy-style; afterwards (also after an error) both are as before. The image is read
-    into memory once, at the resolution of the element (the full-resolution level of a multiscale image).
+    centres and the image squidpy-style; afterwards (also after an error) both are as before. The image stays
+    lazy, at the resolution of the element (the full-resolution level of a multiscale image): ``pp.morphology``
+    reads the rectangles under the spots, chunk by chunk (a plot reads the whole image).
 
     A SpatialData passed as a trained section (``model=`` of ``tl.embed`` / ``tl.cluster``, ``reference=`` of
     ``pp.prepare``) is read through its table of the same ``table_key``.
@@ -313,7 +314,7 @@ def image_inputs(sd: Any, sdata: Any, table: Any, *, image_key: str | None) -> t
         to_image = np.linalg.inv(image_to_system)
         coords = in_system @ to_image[:2, :2].T + to_image[:2, 2]
         scalef, diameter = 1.0, diameter * float(np.sqrt(abs(np.linalg.det((to_image @ to_system)[:2, :2]))))
-    pixels = np.asarray(data.transpose("y", "x", "c").values)
+    pixels = data.transpose("y", "x", "c")  # lazy: pp.morphology reads the patches' rectangles only
     meta = {
         library: {
             "images": {name: pixels},

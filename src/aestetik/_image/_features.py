@@ -14,8 +14,9 @@ import numpy as np
 
 from aestetik._validation import assert_choice
 
-FEATURES = ("summary", "histogram", "texture")
-"""Names of the squidpy image features :func:`morphology` computes (vectorised, equal to squidpy's)."""
+FEATURES = ("summary", "histogram", "texture", "histology")
+"""Names of the built-in image features: squidpy's three (vectorised, equal to squidpy's) and ``'histology'``
+(:mod:`aestetik._image._histology`: H&E stain densities, nuclei and texture at the spot's scales)."""
 _QUANTILES = (0.9, 0.5, 0.1)  # squidpy's ``features_summary`` defaults
 _BINS = 10  # squidpy's ``features_histogram`` default
 _PROPS = ("contrast", "dissimilarity", "homogeneity", "correlation", "ASM")  # squidpy's ``features_texture``
@@ -40,11 +41,23 @@ def patch_boxes(centres: np.ndarray, side: int, shape: tuple[int, int]) -> tuple
     return start, np.where(inside, INSIDE, np.where(outside, OUTSIDE, CLIPPED))
 
 
-def gather_patches(image: np.ndarray, start: np.ndarray, side: int) -> np.ndarray:
-    """(b, side, side, 3) patches; pixels beyond the border repeat the nearest border pixel."""
+def gather_patches(
+    image: np.ndarray,
+    start: np.ndarray,
+    side: int,
+    *,
+    shape: tuple[int, int] | None = None,
+    offset: tuple[int, int] = (0, 0),
+) -> np.ndarray:
+    """(b, side, side, 3) patches; pixels beyond the border repeat the nearest border pixel.
+
+    ``image`` may be a rectangle of a larger image of ``shape`` whose first pixel is at ``offset``, with ``start``
+    relative to that pixel; the rectangle must hold every patch pixel inside the larger image.
+    """
+    h, w = image.shape[:2] if shape is None else shape
     offsets = np.arange(side)
-    rows = np.clip(start[:, :1] + offsets, 0, image.shape[0] - 1)
-    cols = np.clip(start[:, 1:] + offsets, 0, image.shape[1] - 1)
+    rows = np.clip(start[:, :1] + offset[0] + offsets, 0, h - 1) - offset[0]
+    cols = np.clip(start[:, 1:] + offset[1] + offsets, 0, w - 1) - offset[1]
     return image[rows[:, :, None], cols[:, None, :]]
 
 
@@ -115,9 +128,30 @@ class Method(NamedTuple):
     what: str  # description, for the record and messages
     exact: bool  # whether clipped patches are cut to the part inside the image (else padded by border pixels)
     names: list[str] | None  # feature names, when known
+    #: For features whose scales come from the slide: ``fit(sample, spot_pixels)`` -> (the slide's feature
+    #: function, its scales for the record), from a sample of its patches and the spot diameter in its pixels.
+    fit: Callable[[np.ndarray, float], tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]] | None = None
 
 
 _FUNCTIONS = {"summary": summary_features, "histogram": histogram_features, "texture": texture_features}
+
+
+def _fitted(names: Sequence[str]) -> Callable[[np.ndarray, float], tuple[Callable, dict[str, Any]]]:
+    """``Method.fit`` of built-in features that include ``'histology'``: its scales are set per slide."""
+    from ._histology import fit_histology, histology_features
+
+    def fit(sample: np.ndarray, spot_pixels: float) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+        scales = fit_histology(sample, spot_pixels)
+        fns = [_FUNCTIONS[n] if n != "histology" else (lambda p: histology_features(p, scales)) for n in names]
+        record = {
+            "histology_threshold": scales.threshold,
+            "histology_h_max": scales.h_max,
+            "histology_distances": np.asarray(scales.distances, dtype=np.int64),
+            "histology_min_area": scales.min_area,
+        }
+        return (lambda p: np.concatenate([f(p) for f in fns], axis=1)), record
+
+    return fit
 
 
 def _feature_names(names: Sequence[str], n_channels: int = 3) -> list[str]:
@@ -131,8 +165,12 @@ def _feature_names(names: Sequence[str], n_channels: int = 3) -> list[str]:
                 ]
             elif name == "histogram":
                 out += [f"histogram_ch-{ch}_bin-{i}" for i in range(_BINS)]
-            else:
+            elif name == "texture":
                 out += [f"texture_ch-{ch}_{p}_dist-1_angle-{a:.2f}" for p in _PROPS for a in _ANGLES]
+        if name == "histology":
+            from ._histology import histology_names
+
+            out += histology_names()
     return out
 
 
@@ -147,6 +185,9 @@ def resolve_method(method: Any) -> Method:
             raise ValueError(msg)
         for name in names:
             assert_choice(name, FEATURES, name="method")
+        if "histology" in names:
+            fit = _fitted(names)
+            return Method(_unfitted, "+".join(names), exact=True, names=_feature_names(names), fit=fit)
         fns = [_FUNCTIONS[n] for n in names]
         return Method(
             lambda p: np.concatenate([f(p) for f in fns], axis=1),
@@ -161,6 +202,11 @@ def resolve_method(method: Any) -> Method:
         return Method(method, f"callable:{getattr(method, '__name__', type(method).__name__)}", exact=False, names=None)
     msg = f"`method` must be one of {FEATURES}, a list of them, a callable or a torch.nn.Module; got {type(method).__name__}."
     raise TypeError(msg)
+
+
+def _unfitted(p: np.ndarray) -> np.ndarray:
+    msg = "These features set their scales per slide: call `Method.fit` first."
+    raise RuntimeError(msg)
 
 
 def _module_features(module: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -8,7 +8,7 @@ from (``spatial_key``, the ``obs`` column of the outside flags), so that they sa
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from scanpy import logging as logg
 
 from ._features import CLIPPED, INSIDE, OUTSIDE, Method, call_method, gather_patches, patch_boxes, patch_side
+from ._sources import ImageSource
 
 _MAX_OUTSIDE = 0.5  # above this fraction of spot centres outside the image the scale factors are wrong
 _MIN_SPACING = 0.5  # nearest-neighbour spacing / spot diameter below which coordinates look already scaled
@@ -31,7 +32,7 @@ class Library:
 
     name: str
     spots: np.ndarray  # indices of its spots among all spots (rows of the AnnData)
-    image: np.ndarray  # (h, w, 3), uint8 or float in [0, 1]
+    image: ImageSource  # (h, w, 3), uint8 or float in [0, 1], read one rectangle at a time
     image_key: str
     scalef: float
     scalef_where: str  # where the scale factor came from, for messages
@@ -46,23 +47,6 @@ class PatchEmbedding:
     embedding: np.ndarray  # (n, k) float32
     outside: np.ndarray  # (n,) bool
     record: dict[str, Any]  # ``n_features`` ... ``libraries``, in the order of ``uns['morphology']`` after ``params``
-
-
-def rgb(x: Any, *, where: str) -> np.ndarray:
-    """An (h, w, 3) uint8 or float-in-[0, 1] view of an image (grey replicated, alpha dropped)."""
-    x = np.asarray(x)
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[2] not in (1, 3, 4) or min(x.shape[:2]) == 0:
-        msg = f"{where} has shape {x.shape}; expected an (height, width, 3) RGB image (greyscale and RGBA also work)."
-        raise ValueError(msg)
-    x = np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x[..., :3]
-    if x.dtype == np.uint8:
-        return x
-    if np.issubdtype(x.dtype, np.floating) and np.all(np.isfinite(x)) and x.min() >= 0 and x.max() <= 1:
-        return x
-    msg = f"{where} has dtype {x.dtype} (values {x.min()}..{x.max()}); pass uint8, or floats in [0, 1] (divide by 255)."
-    raise ValueError(msg)
 
 
 def positive(value: Any, *, where: str) -> float:
@@ -108,31 +92,66 @@ def check_scale(lib: Library, xy: np.ndarray, *, spatial_key: str) -> None:
         raise ValueError(msg)
 
 
+#: Pixels per call of the feature function, at most: large patches (a full-resolution slide) go in smaller batches.
+BATCH_PIXELS = 2**20
+#: Patches of a slide sampled to set the scales of features that follow the slide (``Method.fit``).
+FIT_SAMPLE = 64
+
+
+def _read_patches(image: ImageSource, start: np.ndarray, side: int) -> np.ndarray:
+    """(b, side, side, 3) patches of ``image`` from one read of their bounding box (border pixels repeated)."""
+    h, w = image.shape[:2]
+    r0, c0 = np.clip(start.min(axis=0), 0, (h - 1, w - 1))
+    r1, c1 = np.clip(start.max(axis=0) + side, (r0 + 1, c0 + 1), (h, w))
+    return gather_patches(
+        image.read(int(r0), int(r1), int(c0), int(c1)), start - (r0, c0), side, shape=(h, w), offset=(r0, c0)
+    )
+
+
+def _fit_sample(lib: Library, start: np.ndarray, status: np.ndarray, side: int) -> np.ndarray:
+    """Up to :data:`FIT_SAMPLE` patches inside the image, evenly spaced in spot order."""
+    inside = np.flatnonzero(status == INSIDE)
+    if inside.size == 0:
+        inside = np.flatnonzero(status != OUTSIDE)
+    pick = inside[np.unique(np.linspace(0, inside.size - 1, min(FIT_SAMPLE, inside.size)).round().astype(int))]
+    return np.concatenate([_read_patches(lib.image, start[[i]], side) for i in pick])
+
+
 def _library_features(
-    lib: Library, side: int, fn: Callable, *, exact: bool, batch_size: int, what: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw features (m, f), NaN rows for outside spots, and the patch status of every spot of ``lib``."""
-    start, status = patch_boxes(lib.centres, side, lib.image.shape[:2])
-    batched = np.flatnonzero(status == INSIDE) if exact else np.flatnonzero(status != OUTSIDE)
+    lib: Library, side: int, method: Method, *, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Raw features (m, f), NaN rows for outside spots, the patch status of every spot of ``lib``, and the scales.
+
+    Batches of nearby spots (ordered by row band, then column; at most ``batch_size`` patches and
+    :data:`BATCH_PIXELS` pixels) are cut from one read of their bounding box, so a lazily read slide is read
+    once, band by band. Features whose scales follow the slide (``method.fit``) fit
+    them to a sample of its patches first; the scales are returned for the record.
+    """
+    h, w = lib.image.shape[:2]
+    start, status = patch_boxes(lib.centres, side, (h, w))
+    fn, scales = method.fn, {}
+    if method.fit is not None and (status != OUTSIDE).any():
+        fn, scales = method.fit(_fit_sample(lib, start, status, side), spot_pixels(lib))
+    batched = np.flatnonzero(status == INSIDE) if method.exact else np.flatnonzero(status != OUTSIDE)
+    batched = batched[np.lexsort((start[batched, 1], start[batched, 0] // max(side, 1)))]
     rows: dict[int, np.ndarray] = {}
-    for k in range(0, len(batched), batch_size):
-        sel = batched[k : k + batch_size]
-        rows.update(
-            zip(sel.tolist(), call_method(fn, gather_patches(lib.image, start[sel], side), what=what), strict=True)
-        )
-    if exact:  # only the part of the patch inside the image
-        h, w = lib.image.shape[:2]
+    per_batch = max(1, min(batch_size, BATCH_PIXELS // (side * side)))
+    for k in range(0, len(batched), per_batch):
+        sel = batched[k : k + per_batch]
+        patches = _read_patches(lib.image, start[sel], side)
+        rows.update(zip(sel.tolist(), call_method(fn, patches, what=method.what), strict=True))
+    if method.exact:  # only the part of the patch inside the image
         for i in np.flatnonzero(status == CLIPPED).tolist():
             (r0, c0), (r1, c1) = np.maximum(start[i], 0), np.minimum(start[i] + side, (h, w))
-            rows[i] = call_method(fn, lib.image[None, r0:r1, c0:c1], what=what)[0]
+            rows[i] = call_method(fn, lib.image.read(int(r0), int(r1), int(c0), int(c1))[None], what=method.what)[0]
     n_features = len(next(iter(rows.values())))
     if any(len(v) != n_features for v in rows.values()):
-        msg = f"`method` ({what}) returned a different number of features for different batches."
+        msg = f"`method` ({method.what}) returned a different number of features for different batches."
         raise ValueError(msg)
     out = np.full((len(status), n_features), np.nan)
     for i, v in rows.items():
         out[i] = v
-    return out, status
+    return out, status, scales
 
 
 def _reduce(
@@ -235,7 +254,7 @@ def embed_patches(
     per_library = {}
     for lib in libraries:
         side = patch_side(lib.diameter, lib.scalef, spot_scale)
-        feats, st = _library_features(lib, side, method.fn, exact=method.exact, batch_size=batch_size, what=method.what)
+        feats, st, scales = _library_features(lib, side, method, batch_size=batch_size)
         if x is None:
             x = np.full((n_obs, feats.shape[1]), np.nan)
         elif feats.shape[1] != x.shape[1]:
@@ -251,6 +270,7 @@ def embed_patches(
             "patch_size": int(side),
             "n_outside": int((st == OUTSIDE).sum()),
             "n_clipped": int((st == CLIPPED).sum()),
+            **scales,
         }
     outside = status == OUTSIDE
     if transform is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,7 +12,8 @@ from scanpy import logging as logg
 
 from aestetik._docs import doc_params
 from aestetik._image._features import resolve_method
-from aestetik._image._patches import FEW_PIXELS, Library, check_scale, embed_patches, positive, rgb, spot_pixels
+from aestetik._image._patches import FEW_PIXELS, Library, check_scale, embed_patches, positive, spot_pixels
+from aestetik._image._sources import ImageSource, image_source
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import _listing, assert_int, assert_not_view, assert_obs_key
 
@@ -49,10 +51,15 @@ def _default_image_key(images: Mapping[str, Any], *, where: str) -> str:
     raise ValueError(msg)
 
 
+def _is_image_container(img: Any) -> bool:
+    """Whether ``img`` is a squidpy ``ImageContainer``, without importing squidpy."""
+    return any(cls.__name__ == "ImageContainer" for cls in type(img).__mro__)
+
+
 def _libraries(
     adata: AnnData,
     *,
-    img: ImageContainer | None,
+    img: ImageContainer | str | os.PathLike | Any | None,
     library_id: str | None,
     library_key: str | None,
     image_key: str | None,
@@ -104,7 +111,8 @@ def _libraries(
             raise KeyError(msg)
         groups = {str(library_id): np.arange(adata.n_obs)}
 
-    out = []
+    out: list[Library] = []
+    shared: dict[str, ImageSource] = {}  # an `img` file or array is opened once, for every library
     for name, spots in groups.items():
         where = f"adata.uns[{spatial_key!r}][{name!r}]"
         meta = spatial[name]
@@ -122,13 +130,17 @@ def _libraries(
             if key not in images:
                 msg = f"Did not find `{where}['images'][{key!r}]` (found: {_listing(images)})."
                 raise KeyError(msg)
-            image = rgb(images[key], where=f"`{where}['images'][{key!r}]`")
+            image = image_source(images[key], where=f"`{where}['images'][{key!r}]`")
             sf_key = f"tissue_{key}_scalef"
             scalef_where = f"`{where}['scalefactors'][{sf_key!r}]`"
             if sf_key not in factors:
                 msg = f"Did not find {scalef_where} (found: {_listing(factors)}). Add the scale factor from full-resolution pixels to this image (1.0 for a full-resolution image)."
                 raise KeyError(msg)
             scalef = positive(factors[sf_key], where=scalef_where)
+        elif not _is_image_container(img):
+            key = "file" if isinstance(img, (str, os.PathLike)) else "array"
+            image = shared.setdefault("img", image_source(img, where="`img`"))
+            scalef, scalef_where = 1.0, "the scale of `img` (1: full-resolution pixels)"
         else:
             layers = list(img)
             key = (layers[0] if len(layers) == 1 else "") if image_key is None else image_key
@@ -139,7 +151,7 @@ def _libraries(
             if z is None:
                 msg = f"The ImageContainer has no library {name!r} (found: {_listing(img.library_ids)})."
                 raise KeyError(msg)
-            image = rgb(img[key].sel(z=z).values, where=f"the ImageContainer layer {key!r}")
+            image = image_source(img[key].sel(z=z), where=f"the ImageContainer layer {key!r}")
             scalef_where = "the ImageContainer's scale (`img.data.attrs['scale']`)"
             scalef = positive(img.data.attrs.get("scale", 1.0), where=scalef_where)
             crop = img.data.attrs.get("coords")
@@ -155,7 +167,7 @@ def _libraries(
 def compute_morphology(
     adata: AnnData,
     *,
-    img: ImageContainer | None = None,
+    img: ImageContainer | str | os.PathLike | Any | None = None,
     library_id: str | None = None,
     library_key: str | None = None,
     image_key: str | None = None,
@@ -191,23 +203,28 @@ def compute_morphology(
         libs = _libraries(
             adata, img=img, library_id=library_id, library_key=library_key, image_key=image_key, spatial_key=spatial_key
         )
-    patches = embed_patches(
-        libs,
-        adata.n_obs,
-        resolved,
-        spot_scale=spot_scale,
-        n_components=n_components,
-        batch_size=batch_size,
-        random_state=random_state,
-        outside_column=morphology_keys(key_added)[1],
-        stacklevel=stacklevel + 1,
-        transform=transform,
-    )
+    try:
+        patches = embed_patches(
+            libs,
+            adata.n_obs,
+            resolved,
+            spot_scale=spot_scale,
+            n_components=n_components,
+            batch_size=batch_size,
+            random_state=random_state,
+            outside_column=morphology_keys(key_added)[1],
+            stacklevel=stacklevel + 1,
+            transform=transform,
+        )
+    finally:
+        for lib in libs:
+            lib.image.close()
     params = {
         "library_id": libs[0].name if len(libs) == 1 else "",
         "library_key": library_key or "",
         "image_key": libs[0].image_key if len(libs) == 1 else "",
-        "from_image_container": img is not None,
+        "from_image_container": img is not None and _is_image_container(img),
+        "image_file": os.fspath(img) if isinstance(img, (str, os.PathLike)) else "",
         "spot_scale": float(spot_scale),
         "method": resolved.what,
         "n_components": int(n_components),
@@ -330,10 +347,12 @@ def morphology(
     *,
     library_id: str | None = None,
     image_key: str | None = None,
-    img: ImageContainer | None = None,
+    img: ImageContainer | str | os.PathLike | Any | None = None,
     library_key: str | None = None,
     spot_scale: float = 2.0,
-    method: Literal["summary", "histogram", "texture"] | Sequence[str] | Callable[[np.ndarray], Any] = "summary",
+    method: Literal["summary", "histogram", "texture", "histology"]
+    | Sequence[str]
+    | Callable[[np.ndarray], Any] = "summary",
     n_components: int = 15,
     spatial_key: str = "spatial",
     batch_size: int = 256,
@@ -369,8 +388,14 @@ def morphology(
         ``scalefactors['tissue_' + image_key + '_scalef']``. When spots are under 10 pixels wide in it, a
         warning in the log says that the patches show colour rather than cells.
     img
-        A :class:`squidpy.im.ImageContainer` to read the image from instead (its ``scale`` attribute and crop
-        offset map ``obsm[spatial_key]`` onto it; ``spot_diameter_fullres`` still comes from ``uns``).
+        The image to read instead of ``uns``: the path of an image file, an array (NumPy, dask, zarr or an
+        xarray ``DataArray`` with dims ``y``, ``x`` and a channel dim, such as a SpatialData image element), or a
+        :class:`squidpy.im.ImageContainer`. A file or an array is in the pixels of ``obsm[spatial_key]``
+        (full resolution, scale factor 1); an ImageContainer's ``scale`` attribute and crop offset map
+        ``obsm[spatial_key]`` onto it. ``spot_diameter_fullres`` still comes from ``uns``. Only the rectangles
+        under the spots are read, band by band: a TIFF (pyramidal and OME-TIFF included: its full-resolution
+        level) tile by tile, lazy arrays chunk by chunk. JPEG and PNG files have no random access and are
+        decoded once, whole (3 bytes per pixel); convert a large slide to a tiled TIFF to keep the memory low.
     library_key
         ``adata.obs`` column naming the library of every spot, for several sections in one AnnData; each is
         cut from its own image and the features are reduced together.
@@ -386,8 +411,14 @@ def morphology(
         (10-bin histogram per channel over the dtype range, as pixel fractions; 30) or ``'texture'``
         (grey-level co-occurrence contrast, dissimilarity, homogeneity, correlation and ASM at distance 1
         and 4 angles per channel; 60) — squidpy's image features
-        (:func:`squidpy.im.calculate_image_features`), computed vectorised with equal values —, a list of
-        them, a callable ``f(patches) -> (b, f)`` of a batch of ``(b, h, w, 3)`` patches in the image's
+        (:func:`squidpy.im.calculate_image_features`), computed vectorised with equal values —;
+        ``'histology'`` (26 features of an H&E stain: the haematoxylin and eosin densities of colour
+        deconvolution, ``skimage.color.rgb2hed``, their mean, std and quantiles 0.1/0.5/0.9; the nuclei,
+        connected pixels whose haematoxylin density is above the Otsu threshold of a sample of 64 of the
+        slide's patches: their fraction of the patch, number per 1000 px, mean area and elongation; and the
+        grey-level co-occurrence contrast, homogeneity, correlation and ASM of the haematoxylin density at
+        1/32, 1/16 and 1/8 of the spot diameter, averaged over 4 angles; every scale is recorded per library
+        in ``uns``); a list of them, a callable ``f(patches) -> (b, f)`` of a batch of ``(b, h, w, 3)`` patches in the image's
         dtype, or a ``torch.nn.Module`` applied in eval mode under ``torch.inference_mode()`` to float
         ``(b, 3, h, w)`` tensors in [0, 1] on the module's device (resize inside it if it needs a fixed size).
         The default ``'summary'`` describes colour and its spread, which a patch of few pixels still shows;
@@ -399,7 +430,8 @@ def morphology(
         ``adata.obsm`` key of the spot centres (x, y) in full-resolution pixels, and ``adata.uns`` key of
         the image metadata (as squidpy).
     batch_size
-        Patches per call of the feature function.
+        Patches per call of the feature function, at most; batches of large patches hold at most about 1
+        million pixels (``2**20``), so that a full-resolution slide's batches stay small in memory.
     {random_state}
     key_added
         ``adata.obsm`` key of the result; the record goes to ``uns`` and the flag to ``obs`` under the

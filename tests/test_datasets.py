@@ -38,6 +38,32 @@ def test_dlpfc_contents():
     assert np.all(adata.obs["array_row"] % 2 == adata.obs["array_col"] % 2)
 
 
+def test_her2st_contents():
+    adata = ae.datasets.her2st_a1()
+    assert adata.shape == (346, 15045)
+    assert sparse.issparse(adata.X)
+    assert np.all(adata.X.data == np.round(adata.X.data))  # raw counts
+    assert "array_row" not in adata.obs  # the lattice comes from obsm['spatial'] (`coords=None`)
+    regions = adata.obs["ground_truth"].astype(str).value_counts()
+    assert set(regions.index) - {"NA"} == {
+        "invasive cancer",
+        "cancer in situ",
+        "connective tissue",
+        "adipose tissue",
+        "immune infiltrate",
+    }
+    library = adata.uns["spatial"]["her2st_A1"]
+    image, factors = library["images"]["hires"], library["scalefactors"]
+    assert image.shape[2] == 3
+    assert image.dtype == np.uint8
+    pixels = factors["spot_diameter_fullres"] * factors["tissue_hires_scalef"]
+    assert 25 < pixels < 40  # about 31 px per spot: enough for morphology_key='auto' to look at the image
+    xy = adata.obsm["spatial"] * factors["tissue_hires_scalef"]
+    assert (xy >= 0).all()
+    assert (xy[:, 0] < image.shape[1]).all()
+    assert (xy[:, 1] < image.shape[0]).all()
+
+
 def test_dlpfc_fresh_object():
     a = ae.datasets.dlpfc_151676()
     a.obs["changed"] = 1

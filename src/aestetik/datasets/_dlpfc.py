@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
-import anndata as ad
 from anndata import AnnData
+
+from ._bundled import read_bundled
 
 _FILE = "dlpfc_151676.h5ad"
 
@@ -49,5 +48,4 @@ def dlpfc_151676() -> AnnData:
     >>> list(adata.uns["spatial"])
     ['151676']
     """
-    with as_file(files(__package__).joinpath("_data", _FILE)) as path:
-        return ad.read_h5ad(path)
+    return read_bundled(_FILE)

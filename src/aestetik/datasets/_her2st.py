@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
-import anndata as ad
 from anndata import AnnData
+
+from ._bundled import read_bundled
 
 _FILE = "her2st_a1.h5ad"
 
@@ -48,5 +47,4 @@ def her2st_a1() -> AnnData:
     (346, 15045)
     >>> ae.pp.prepare(adata, coords=None, n_clusters=5)
     """
-    with as_file(files(__package__).joinpath("_data", _FILE)) as path:
-        return ad.read_h5ad(path)
+    return read_bundled(_FILE)

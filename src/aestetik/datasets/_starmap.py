@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from importlib.resources import as_file, files
-
-import anndata as ad
 from anndata import AnnData
+
+from ._bundled import read_bundled
 
 _FILE = "starmap_bz5.h5ad"
 
@@ -43,5 +42,4 @@ def starmap_bz5() -> AnnData:
     (1049, 166)
     >>> ae.pp.prepare(adata, coords="cells", morphology_key=None, n_clusters=4)
     """
-    with as_file(files(__package__).joinpath("_data", _FILE)) as path:
-        return ad.read_h5ad(path)
+    return read_bundled(_FILE)

@@ -219,3 +219,15 @@ def test_image_source_errors(tmp_path):
     lazy = ImageSource(np.full((10, 10, 3), 2.0), where="`img`")  # lazily read: checked rectangle by rectangle
     with pytest.raises(ValueError, match="`img` has dtype float64"):
         lazy.read(0, 5, 0, 5)
+
+
+def test_image_file_in_other_pixels_names_the_fix(tmp_path):
+    import tifffile
+
+    img = _he_image(shape=(120, 160))
+    adata = _adata(img)
+    path = tmp_path / "slide.tif"
+    tifffile.imwrite(path, img[::2, ::2])  # half the resolution of obsm['spatial']
+    with pytest.raises(ValueError, match=r"the scale of `img` \(1: full-resolution pixels\)"):
+        ae.pp.morphology(adata, img=path, spot_scale=1.0)
+    assert "morphology" not in adata.uns

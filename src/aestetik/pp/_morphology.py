@@ -113,54 +113,61 @@ def _libraries(
 
     out: list[Library] = []
     shared: dict[str, ImageSource] = {}  # an `img` file or array is opened once, for every library
-    for name, spots in groups.items():
-        where = f"adata.uns[{spatial_key!r}][{name!r}]"
-        meta = spatial[name]
-        factors = meta.get("scalefactors", {}) if isinstance(meta, Mapping) else {}
-        if "spot_diameter_fullres" not in factors:
-            msg = f"Did not find `{where}['scalefactors']['spot_diameter_fullres']` (found: {_listing(factors)}). Add the spot diameter in full-resolution pixels."
-            raise KeyError(msg)
-        diameter = positive(
-            factors["spot_diameter_fullres"], where=f"`{where}['scalefactors']['spot_diameter_fullres']`"
-        )
-        offset = np.zeros(2)
-        if img is None:
-            images = meta.get("images", {}) if isinstance(meta, Mapping) else {}
-            key = _default_image_key(images, where=where) if image_key is None else image_key
-            if key not in images:
-                msg = f"Did not find `{where}['images'][{key!r}]` (found: {_listing(images)})."
+    try:
+        for name, spots in groups.items():
+            where = f"adata.uns[{spatial_key!r}][{name!r}]"
+            meta = spatial[name]
+            factors = meta.get("scalefactors", {}) if isinstance(meta, Mapping) else {}
+            if "spot_diameter_fullres" not in factors:
+                msg = f"Did not find `{where}['scalefactors']['spot_diameter_fullres']` (found: {_listing(factors)}). Add the spot diameter in full-resolution pixels."
                 raise KeyError(msg)
-            image = image_source(images[key], where=f"`{where}['images'][{key!r}]`")
-            sf_key = f"tissue_{key}_scalef"
-            scalef_where = f"`{where}['scalefactors'][{sf_key!r}]`"
-            if sf_key not in factors:
-                msg = f"Did not find {scalef_where} (found: {_listing(factors)}). Add the scale factor from full-resolution pixels to this image (1.0 for a full-resolution image)."
-                raise KeyError(msg)
-            scalef = positive(factors[sf_key], where=scalef_where)
-        elif not _is_image_container(img):
-            key = "file" if isinstance(img, (str, os.PathLike)) else "array"
-            image = shared.setdefault("img", image_source(img, where="`img`"))
-            scalef, scalef_where = 1.0, "the scale of `img` (1: full-resolution pixels)"
-        else:
-            layers = list(img)
-            key = (layers[0] if len(layers) == 1 else "") if image_key is None else image_key
-            if key not in layers:
-                msg = f"Pass `image_key=` naming one of the ImageContainer's layers ({_listing(layers)})."
-                raise KeyError(msg)
-            z = name if name in img.library_ids else (img.library_ids[0] if len(img.library_ids) == 1 else None)
-            if z is None:
-                msg = f"The ImageContainer has no library {name!r} (found: {_listing(img.library_ids)})."
-                raise KeyError(msg)
-            image = image_source(img[key].sel(z=z), where=f"the ImageContainer layer {key!r}")
-            scalef_where = "the ImageContainer's scale (`img.data.attrs['scale']`)"
-            scalef = positive(img.data.attrs.get("scale", 1.0), where=scalef_where)
-            crop = img.data.attrs.get("coords")
-            if crop is not None and hasattr(crop, "x0"):
-                offset = np.array([crop.y0, crop.x0], dtype=np.float64)
-        centres = coords[spots][:, ::-1] * scalef - offset
-        lib = Library(name, spots, image, key, scalef, scalef_where, diameter, centres)
-        check_scale(lib, coords[spots], spatial_key=spatial_key)
-        out.append(lib)
+            diameter = positive(
+                factors["spot_diameter_fullres"], where=f"`{where}['scalefactors']['spot_diameter_fullres']`"
+            )
+            offset = np.zeros(2)
+            if img is None:
+                images = meta.get("images", {}) if isinstance(meta, Mapping) else {}
+                key = _default_image_key(images, where=where) if image_key is None else image_key
+                if key not in images:
+                    msg = f"Did not find `{where}['images'][{key!r}]` (found: {_listing(images)})."
+                    raise KeyError(msg)
+                image = image_source(images[key], where=f"`{where}['images'][{key!r}]`")
+                sf_key = f"tissue_{key}_scalef"
+                scalef_where = f"`{where}['scalefactors'][{sf_key!r}]`"
+                if sf_key not in factors:
+                    msg = f"Did not find {scalef_where} (found: {_listing(factors)}). Add the scale factor from full-resolution pixels to this image (1.0 for a full-resolution image)."
+                    raise KeyError(msg)
+                scalef = positive(factors[sf_key], where=scalef_where)
+            elif not _is_image_container(img):
+                key = "file" if isinstance(img, (str, os.PathLike)) else "array"
+                if "img" not in shared:
+                    shared["img"] = image_source(img, where="`img`")
+                image = shared["img"]
+                scalef, scalef_where = 1.0, "the scale of `img` (1: full-resolution pixels)"
+            else:
+                layers = list(img)
+                key = (layers[0] if len(layers) == 1 else "") if image_key is None else image_key
+                if key not in layers:
+                    msg = f"Pass `image_key=` naming one of the ImageContainer's layers ({_listing(layers)})."
+                    raise KeyError(msg)
+                z = name if name in img.library_ids else (img.library_ids[0] if len(img.library_ids) == 1 else None)
+                if z is None:
+                    msg = f"The ImageContainer has no library {name!r} (found: {_listing(img.library_ids)})."
+                    raise KeyError(msg)
+                image = image_source(img[key].sel(z=z), where=f"the ImageContainer layer {key!r}")
+                scalef_where = "the ImageContainer's scale (`img.data.attrs['scale']`)"
+                scalef = positive(img.data.attrs.get("scale", 1.0), where=scalef_where)
+                crop = img.data.attrs.get("coords")
+                if crop is not None and hasattr(crop, "x0"):
+                    offset = np.array([crop.y0, crop.x0], dtype=np.float64)
+            centres = coords[spots][:, ::-1] * scalef - offset
+            lib = Library(name, spots, image, key, scalef, scalef_where, diameter, centres)
+            check_scale(lib, coords[spots], spatial_key=spatial_key)
+            out.append(lib)
+    except BaseException:  # an `img` file opened here is closed before the error leaves
+        for source in shared.values():
+            source.close()
+        raise
     return out
 
 

@@ -60,11 +60,11 @@ class ImageSource:
             msg = f"{where} has shape {shape}: it holds no pixels."
             raise ValueError(msg)
         self._data, self._channels_first, self._close, self.where = data, channels_first, close, where
-        self.shape = (height, width, 3)
+        self._ndim, self.shape = len(shape), (height, width, 3)
 
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Pixels of rows ``r0:r1`` and columns ``c0:c1`` (inside the image) as an (h, w, 3) array."""
-        if self._data.ndim == 2:
+        if self._ndim == 2:
             block = self._data[r0:r1, c0:c1]
         elif self._channels_first:
             block = np.moveaxis(np.asarray(self._data[:, r0:r1, c0:c1]), 0, -1)

@@ -152,6 +152,56 @@ def write_results(name: str, table: str, payload: dict, directory: Path = RESULT
     (directory / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
 
 
+def read_section(section: Section, data: Path):
+    """The section's AnnData, read from ``data``."""
+    import anndata as ad
+
+    return ad.read_h5ad(data / section.file)
+
+
+def kmeans(x, k: int, seed: int) -> np.ndarray:
+    """k-means with 10 starts (scikit-learn)."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
+
+
+def banksy_lambda(section: Section) -> float:
+    """BANKSY's mixing weight: 0.2 for spots, 0.8 for cells (its recommendations for domains)."""
+    return 0.8 if section.cells else 0.2
+
+
+def banksy_pcs(adata, section: Section, seed: int) -> np.ndarray:
+    """In BANKSY's environment: 20 PCs of the BANKSY matrix (15 neighbours, m = 1) of log1p-normalised expression.
+
+    MERFISH's ``X`` holds PCs, used as they are. Needs ``pybanksy`` (never a dependency of the package).
+    """
+    import contextlib
+    import io
+    import warnings
+
+    import scanpy as sc
+    from banksy.embed_banksy import generate_banksy_matrix
+    from banksy.initialize_banksy import initialize_banksy
+    from sklearn.decomposition import PCA
+
+    a = adata.copy()
+    if not section.prepare.get("transcriptomics_key"):
+        sc.pp.normalize_total(a, target_sum=1e4)
+        sc.pp.log1p(a)
+    a.X = np.asarray(a.X.todense()) if hasattr(a.X, "todense") else np.asarray(a.X)
+    a.obs["x"], a.obs["y"] = a.obsm["spatial"][:, 0], a.obsm["spatial"][:, 1]
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bd = initialize_banksy(
+            a, ("x", "y", "spatial"), num_neighbours=15, max_m=1, plt_edge_hist=False, plt_nbr_weights=False,
+            plt_agf_angles=False, plt_theta=False,
+        )  # fmt: skip
+        _, matrix = generate_banksy_matrix(a, bd, [banksy_lambda(section)], 1, verbose=False)
+    x = np.asarray(matrix.X.todense()) if hasattr(matrix.X, "todense") else np.asarray(matrix.X)
+    return PCA(n_components=20, random_state=seed).fit_transform(x)
+
+
 def leiden_k(adata, k: int, seed: int) -> np.ndarray:
     """Leiden labels with exactly ``k`` clusters (bisection on the resolution), or the closest found."""
     import scanpy as sc

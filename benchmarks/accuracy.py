@@ -44,10 +44,14 @@ from _sections import (
     RESULTS,
     SECTIONS,
     ari,
+    banksy_lambda,
+    banksy_pcs,
     data_dir,
+    kmeans,
     leiden_k,
     limit_threads,
     machine,
+    read_section,
     spread,
     write_results,
 )
@@ -58,12 +62,6 @@ PCA_KMEANS = "PCA + k-means"
 NBR_KMEANS = "neighbour-averaged PCA + k-means"
 BANKSY = ("BANKSY, k-means", "BANKSY, mixture", "BANKSY, Leiden")
 NOT_RUN = "not run"
-
-
-def _read(section, data: Path):
-    import anndata as ad
-
-    return ad.read_h5ad(data / section.file)
 
 
 def _pcs(adata, section, seed: int) -> np.ndarray:
@@ -85,12 +83,6 @@ def _pcs(adata, section, seed: int) -> np.ndarray:
     return a.obsm["X_pca"]
 
 
-def _kmeans(x, k: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-
-
 def run_baselines(adata, section, seed: int) -> dict[str, tuple[float, float]]:
     import squidpy as sq
     from scipy import sparse
@@ -100,7 +92,7 @@ def run_baselines(adata, section, seed: int) -> dict[str, tuple[float, float]]:
     pcs = _pcs(adata, section, seed)
     t_pcs = time.perf_counter() - t0
     t = time.perf_counter()
-    found = {PCA_KMEANS: (ari(truth, _kmeans(pcs, k, seed)), t_pcs + time.perf_counter() - t)}
+    found = {PCA_KMEANS: (ari(truth, kmeans(pcs, k, seed)), t_pcs + time.perf_counter() - t)}
     t = time.perf_counter()
     import anndata as ad
 
@@ -109,7 +101,7 @@ def run_baselines(adata, section, seed: int) -> dict[str, tuple[float, float]]:
     adj = g.obsp["spatial_connectivities"]
     adj = (adj > 0).astype(np.float64) + sparse.identity(adj.shape[0], format="csr")
     averaged = sparse.diags(1.0 / np.asarray(adj.sum(axis=1)).ravel()) @ adj @ pcs
-    found[NBR_KMEANS] = (ari(truth, _kmeans(averaged, k, seed)), t_pcs + time.perf_counter() - t)
+    found[NBR_KMEANS] = (ari(truth, kmeans(averaged, k, seed)), t_pcs + time.perf_counter() - t)
     return found
 
 
@@ -142,40 +134,19 @@ def warm_up() -> None:
 
 def banksy_worker(section_name: str, seed: int, data: Path) -> None:
     """Runs in BANKSY's environment: prints one JSON line ``{method: [ari, seconds]}``."""
-    import contextlib
-    import io
-    import warnings
-
     import scanpy as sc
-    from banksy.embed_banksy import generate_banksy_matrix
-    from banksy.initialize_banksy import initialize_banksy
-    from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     limit_threads(1)
     section = SECTIONS[section_name]
-    adata, k = _read(section, data), section.n_domains
-    lam = 0.8 if section.cells else 0.2
+    adata, k = read_section(section, data), section.n_domains
+    lam = banksy_lambda(section)
     t0 = time.perf_counter()
-    a = adata.copy()
-    if not section.prepare.get("transcriptomics_key"):  # MERFISH: X holds PCs, used as they are
-        sc.pp.normalize_total(a, target_sum=1e4)
-        sc.pp.log1p(a)
-    a.X = np.asarray(a.X.todense()) if hasattr(a.X, "todense") else np.asarray(a.X)
-    a.obs["x"], a.obs["y"] = a.obsm["spatial"][:, 0], a.obsm["spatial"][:, 1]
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bd = initialize_banksy(
-            a, ("x", "y", "spatial"), num_neighbours=15, max_m=1, plt_edge_hist=False, plt_nbr_weights=False,
-            plt_agf_angles=False, plt_theta=False,
-        )  # fmt: skip
-        _, matrix = generate_banksy_matrix(a, bd, [lam], 1, verbose=False)
-    x = np.asarray(matrix.X.todense()) if hasattr(matrix.X, "todense") else np.asarray(matrix.X)
-    pcs = PCA(n_components=20, random_state=seed).fit_transform(x)
+    pcs = banksy_pcs(adata, section, seed)
     t_embed = time.perf_counter() - t0
     found = {}
     t = time.perf_counter()
-    found[BANKSY[0]] = [ari(adata.obs["ground_truth"], _kmeans(pcs, k, seed)), t_embed + time.perf_counter() - t]
+    found[BANKSY[0]] = [ari(adata.obs["ground_truth"], kmeans(pcs, k, seed)), t_embed + time.perf_counter() - t]
     t = time.perf_counter()
     gm = GaussianMixture(k, n_init=3, random_state=seed).fit(pcs)
     found[BANKSY[1]] = [ari(adata.obs["ground_truth"], gm.predict(pcs)), t_embed + time.perf_counter() - t]
@@ -275,7 +246,7 @@ def main() -> None:
     warm_up()
     for name in args.sections:
         section = SECTIONS[name]
-        adata = _read(section, data)
+        adata = read_section(section, data)
         assert adata.obs["ground_truth"].astype(str).replace("NA", np.nan).dropna().nunique() == section.n_domains
         for seed in seeds:
             if (name, OURS, seed) not in done:

@@ -35,17 +35,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _sections import SECTIONS, ari, data_dir, limit_threads, machine, spread, write_results
+from _sections import SECTIONS, ari, data_dir, limit_threads, machine, read_section, spread, write_results
 
 FEATURES = ("summary", "histology")
 SETTINGS = ("transcriptomics", "morphology", "both")
 SLIDE = "her2st_c2"
-
-
-def _read(section, data: Path):
-    import anndata as ad
-
-    return ad.read_h5ad(data / section.file)
 
 
 def run_ablation(adata, section, features: str, seed: int, epochs: int | None) -> dict:
@@ -242,7 +236,7 @@ def main() -> None:
         "slide": [],
     }
     for section in sections:
-        adata = _read(section, data)
+        adata = read_section(section, data)
         for seed in seeds:
             run = run_default(adata, section, seed, epochs)
             payload["default"].append({"section": section.name, "seed": seed, **run})

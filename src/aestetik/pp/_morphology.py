@@ -423,9 +423,9 @@ def morphology(
         deconvolution, ``skimage.color.rgb2hed``, their mean, std and quantiles 0.1/0.5/0.9; the nuclei,
         connected pixels whose haematoxylin density is above the Otsu threshold of a sample of 64 of the
         slide's patches: their fraction of the patch, number per 1000 px, mean area and elongation; and the
-        grey-level co-occurrence contrast, homogeneity, correlation and ASM of the haematoxylin density at
-        1/32, 1/16 and 1/8 of the spot diameter, averaged over 4 angles; every scale is recorded per library
-        in ``uns``); a list of them, a callable ``f(patches) -> (b, f)`` of a batch of ``(b, h, w, 3)`` patches in the image's
+        grey-level co-occurrence contrast, homogeneity, correlation and ASM of the haematoxylin density
+        (32 levels) at 1/32, 1/16 and 1/8 of the spot diameter, averaged over 4 angles; every scale is
+        recorded per library in ``uns``); a list of them, a callable ``f(patches) -> (b, f)`` of a batch of ``(b, h, w, 3)`` patches in the image's
         dtype, or a ``torch.nn.Module`` applied in eval mode under ``torch.inference_mode()`` to float
         ``(b, 3, h, w)`` tensors in [0, 1] on the module's device (resize inside it if it needs a fixed size).
         The default ``'summary'`` describes colour and its spread, which a patch of few pixels still shows;

@@ -16,12 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._features import _glcm_props, glcm_pairs
+
 _QUANTILES = (0.1, 0.5, 0.9)
 #: Texture distances as fractions of the spot diameter in pixels (at least 1 px each).
 TEXTURE_FRACTIONS = (1 / 32, 1 / 16, 1 / 8)
 #: Smallest nucleus, as a fraction of the spot diameter (its side in pixels, at least 2 px in area).
 NUCLEUS_FRACTION = 1 / 40
 _TEXTURE_PROPS = ("contrast", "homogeneity", "correlation", "ASM")
+_PROP_INDEX = (0, 2, 3, 4)  # their columns among :func:`_glcm_props`' five
 #: Grey levels of the haematoxylin density for the texture (its 99th percentile of the slide is the top level).
 LEVELS = 32
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)  # skimage's graycomatrix offsets: (round(d sin a), round(d cos a))
@@ -116,38 +119,17 @@ def texture_statistics(grey: np.ndarray, distances: tuple[int, ...], levels: int
     """Per patch of ``grey`` (b, h, w) levels ``0..levels-1``: GLCM contrast, homogeneity, correlation and ASM.
 
     skimage's ``graycoprops`` of ``graycomatrix(levels=levels)`` at each distance and the angles 0, 45, 90 and
-    135 degrees, averaged over the angles; the co-occurrence matrices of a batch are counted at once (one
-    ``bincount``). A patch without pairs at a distance (not smaller than the patch) gets 0, and correlation 1.
+    135 degrees (:func:`aestetik._image._features._glcm_props`), averaged over the angles. A patch without pairs at
+    a distance (not smaller than the patch) gets 0, and correlation 1.
     """
-    b, h, w = grey.shape
-    g = grey.astype(np.int64)
-    i_level, j_level = np.divmod(np.arange(levels * levels), levels)
-    i_level, j_level = i_level.astype(np.float64), j_level.astype(np.float64)
+    g = grey.astype(np.float64)
     out = []
     for d in distances:
-        props = np.zeros((len(_ANGLES), b, len(_TEXTURE_PROPS)))
-        for k, a in enumerate(_ANGLES):
-            dr, dc = round(np.sin(a) * d), round(np.cos(a) * d)
-            r1, c0 = max(h - dr, 0), min(max(0, -dc), w)
-            c1 = max(min(w, w - dc), c0)
-            i = g[:, :r1, c0:c1].reshape(b, -1)
-            j = g[:, dr : dr + r1, c0 + dc : c1 + dc].reshape(b, -1)
-            if i.shape[1] == 0:
-                props[k, :, 2] = 1.0
-                continue
-            codes = (np.arange(b)[:, None] * levels + i) * levels + j
-            p = np.bincount(codes.ravel(), minlength=b * levels * levels).reshape(b, -1) / i.shape[1]
-            diff2 = (i_level - j_level) ** 2
-            props[k, :, 0] = p @ diff2
-            props[k, :, 1] = p @ (1.0 / (1.0 + diff2))
-            di = i_level - (p @ i_level)[:, None]  # (b, levels^2): as graycoprops, around each patch's means
-            dj = j_level - (p @ j_level)[:, None]
-            std_i, std_j = np.sqrt((p * di**2).sum(axis=1)), np.sqrt((p * dj**2).sum(axis=1))
-            flat = (std_i < 1e-15) | (std_j < 1e-15)
-            cov = (p * di * dj).sum(axis=1)
-            props[k, :, 2] = np.where(flat, 1.0, cov / np.where(flat, 1.0, std_i * std_j))
-            props[k, :, 3] = (p**2).sum(axis=1)
-        out.append(props.mean(axis=0))
+        props = [
+            _glcm_props(*glcm_pairs(g, round(np.sin(a) * d), round(np.cos(a) * d)), levels)[:, _PROP_INDEX]
+            for a in _ANGLES
+        ]
+        out.append(np.mean(props, axis=0))
     return np.concatenate(out, axis=1)
 
 

@@ -13,7 +13,7 @@ from _data import make_small
 import aestetik as ae
 from aestetik._image import _features as F
 from aestetik._image import _patches as P
-from aestetik.pp import _morphology as M
+from aestetik.pp import _tissue_images as T
 
 SCALEF = 0.5  # hires
 DIAMETER = 10.0  # full-resolution pixels: 5 image pixels
@@ -128,7 +128,9 @@ def test_features_equal_squidpy():
         mine = f(patches) * (side * side if name == "histogram" else 1)  # fractions of the patch pixels
         np.testing.assert_allclose(mine, ref[F._feature_names([name])].to_numpy(float), rtol=1e-10, atol=1e-10)
     # clipped spots use only the part inside the image
-    lib = M._libraries(adata, img=None, library_id=None, library_key=None, image_key=None, spatial_key="spatial")[0]
+    lib = T.resolve_libraries(
+        adata, img=None, library_id=None, library_key=None, image_key=None, spatial_key="spatial"
+    )[0]
     feats, st, scales = P._library_features(lib, side, F.resolve_method(["summary", "texture"]), batch_size=8)
     assert scales == {}
     cy = int(centres[-3][0])

@@ -21,9 +21,11 @@ from aestetik._validation import (
     assert_obsm_key,
 )
 
-from ._morphology import default_morphology, has_image, incoherent_image, write_morphology
+from ._default_morphology import default_morphology, incoherent_image
+from ._morphology import write_morphology
 from ._prepare_checks import check_batch_column, check_options
 from ._reference import check_lattice, input_transforms, project
+from ._tissue_images import has_image
 from ._transcriptomics import reduce_given, transcriptomics_pca
 
 if TYPE_CHECKING:

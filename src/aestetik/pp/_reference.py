@@ -10,7 +10,8 @@ from scanpy import logging as logg
 from aestetik._model._transforms import MAX_MISSING_GENES, gene_positions, project_expression
 from aestetik._validation import assert_finite, assert_obsm_key
 
-from ._morphology import compute_morphology, has_image, library_key_for, morphology_keys
+from ._morphology import compute_morphology, morphology_keys
+from ._tissue_images import has_image, library_key_for
 
 if TYPE_CHECKING:
     from anndata import AnnData

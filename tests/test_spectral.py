@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 import aestetik as ae
 from aestetik._domains import _spectral
 from aestetik._domains._clustering import MAX_FIT_SPOTS, PREDICT_NEIGHBORS, _consecutive, cluster_features
-from aestetik._domains._spectral import SPECTRAL_N_NEIGHBORS, knn_affinity, spectral_labels
+from aestetik._domains._spectral import SPECTRAL_N_NEIGHBORS, knn_affinity, spectral_partition
 
 
 def _sklearn(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -43,7 +43,7 @@ def test_spectral_equals_scikit_learn_on_a_connected_graph():
     _, k, pieces = knn_affinity(x, max_pieces=5)
     assert (k, pieces) == (SPECTRAL_N_NEIGHBORS, 1)
     expected = _sklearn(x, 5)
-    np.testing.assert_array_equal(spectral_labels(x, 5, 0), expected)
+    np.testing.assert_array_equal(spectral_partition(x, 5, 0)[0], expected)
     res = cluster_features(x, 5, method="spectral", random_state=0)
     np.testing.assert_array_equal(res.labels, _consecutive(expected))
     assert (res.n_clusters, res.proba, res.resolution) == (5, None, None)
@@ -86,7 +86,7 @@ def test_fewer_pieces_than_clusters_are_kept():
     assert (k, pieces) == (SPECTRAL_N_NEIGHBORS, 3)
     with warnings.catch_warnings(record=True) as record:  # scikit-learn's "not fully connected" is not passed on
         warnings.simplefilter("always")
-        labels = spectral_labels(x, 3, 0)
+        labels = spectral_partition(x, 3, 0)[0]
     assert [str(w.message) for w in record] == []
     assert adjusted_rand_score(truth, labels) == pytest.approx(1.0)
 
@@ -95,7 +95,7 @@ def test_neighbours_never_exceed_the_rows():
     x = np.r_[np.zeros((4, 2)), np.ones((4, 2)) * 100]  # 8 rows in 2 pieces
     _, k, pieces = knn_affinity(x, max_pieces=1)
     assert (k, pieces) == (7, 1)
-    assert np.unique(spectral_labels(x, 1, 0)).tolist() == [0]
+    assert np.unique(spectral_partition(x, 1, 0)[0]).tolist() == [0]
 
 
 def test_spectral_clusters_a_subsample_and_labels_the_rest_by_neighbours():

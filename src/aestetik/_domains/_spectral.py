@@ -59,15 +59,13 @@ def knn_affinity(
     return affinity, k, pieces
 
 
-def spectral_labels(x: np.ndarray, n_clusters: int, random_state: int = 0) -> np.ndarray:
-    """Spectral clustering of the rows of ``x`` into ``n_clusters`` groups (see the module docstring)."""
-    return spectral_partition(x, n_clusters, random_state)[0]
-
-
 def spectral_partition(
     x: np.ndarray, n_clusters: int, random_state: int = 0
 ) -> tuple[np.ndarray, sparse.csr_matrix | None]:
-    """:func:`spectral_labels` and the affinity it cut (the k-NN graph of :func:`knn_affinity`; ``None`` for 1 cluster)."""
+    """Spectral clustering of the rows of ``x`` into ``n_clusters`` groups (see the module docstring).
+
+    Returns the labels and the affinity they cut (the k-NN graph of :func:`knn_affinity`; ``None`` for 1 cluster).
+    """
     from sklearn.cluster import spectral_clustering
 
     if n_clusters == 1:

@@ -14,12 +14,14 @@ import numpy as np
 
 from aestetik._validation import assert_choice
 
+from ._glcm import PROPS as _PROPS
+from ._glcm import glcm_pairs, glcm_props
+
 FEATURES = ("summary", "histogram", "texture", "histology")
 """Names of the built-in image features: squidpy's three (vectorised, equal to squidpy's) and ``'histology'``
 (:mod:`aestetik._image._histology`: H&E stain densities, nuclei and texture at the spot's scales)."""
 _QUANTILES = (0.9, 0.5, 0.1)  # squidpy's ``features_summary`` defaults
 _BINS = 10  # squidpy's ``features_histogram`` default
-_PROPS = ("contrast", "dissimilarity", "homogeneity", "correlation", "ASM")  # squidpy's ``features_texture``
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)  # at distance 1
 _OFFSETS = tuple((round(np.sin(a)), round(np.cos(a))) for a in _ANGLES)  # (row, col) step, as skimage's graycomatrix
 INSIDE, CLIPPED, OUTSIDE = 0, 1, 2
@@ -79,79 +81,6 @@ def histogram_features(p: np.ndarray) -> np.ndarray:
     return counts / (p.shape[1] * p.shape[2])
 
 
-#: Grey levels up to which :func:`_glcm_props` counts the co-occurrence matrix (one ``bincount`` of the batch's
-#: ``levels**2`` cells per patch) instead of sorting the pairs.
-_COUNT_LEVELS = 64
-
-
-def glcm_pairs(g: np.ndarray, dr: int, dc: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pixel pairs ``(g[r, c], g[r + dr, c + dc])`` (``dr >= 0``) of images ``g`` (..., h, w), flattened.
-
-    As skimage's ``graycomatrix`` for one offset; an offset not smaller than the image gives no pairs.
-    """
-    h, w = g.shape[-2:]
-    r1, c0 = max(h - dr, 0), min(max(0, -dc), w)
-    c1 = max(min(w, w - dc), c0)
-    lead = g.shape[:-2]
-    i = g[..., :r1, c0:c1].reshape(*lead, -1)
-    j = g[..., dr : dr + r1, c0 + dc : c1 + dc].reshape(*lead, -1)
-    return i, j
-
-
-def _glcm_props(i: np.ndarray, j: np.ndarray, levels: int = 256) -> np.ndarray:
-    """The ``graycoprops`` of skimage for the co-occurrence matrix of the pairs (i, j) along the last axis.
-
-    ``i`` and ``j`` hold grey levels ``0..levels-1``. Up to :data:`_COUNT_LEVELS` levels the matrices of the batch
-    are counted with one ``bincount`` and every property is read from them; with more levels the properties are
-    means over the pairs and ASM comes from the runs of the sorted pairs (the same values).
-    """
-    m = i.shape[-1]
-    out = np.zeros((*i.shape[:-1], len(_PROPS)))
-    if m == 0:  # skimage: an empty matrix gives 0, and correlation 1
-        out[..., 3] = 1.0
-        return out
-    if levels <= _COUNT_LEVELS:
-        return _glcm_props_counted(i, j, levels, out)
-    d = (i - j).astype(np.float64)
-    out[..., 0] = (d**2).mean(-1)
-    out[..., 1] = np.abs(d).mean(-1)
-    out[..., 2] = (1.0 / (1.0 + d**2)).mean(-1)
-    di = i - i.mean(-1, keepdims=True)
-    dj = j - j.mean(-1, keepdims=True)
-    std_i, std_j = np.sqrt((di**2).mean(-1)), np.sqrt((dj**2).mean(-1))
-    flat = (std_i < 1e-15) | (std_j < 1e-15)
-    out[..., 3] = np.where(flat, 1.0, (di * dj).mean(-1) / np.where(flat, 1.0, std_i * std_j))
-    codes = np.sort(i.astype(np.int32) * 256 + j.astype(np.int32), axis=-1)
-    new = np.ones(codes.shape, dtype=bool)
-    new[..., 1:] = codes[..., 1:] != codes[..., :-1]
-    pos = np.arange(m)
-    run = pos - np.maximum.accumulate(np.where(new, pos, 0), axis=-1)  # index within each run of equal pairs
-    out[..., 4] = (2 * run + 1).sum(-1) / m**2  # sum of squared run lengths / m^2
-    return out
-
-
-def _glcm_props_counted(i: np.ndarray, j: np.ndarray, levels: int, out: np.ndarray) -> np.ndarray:
-    """:func:`_glcm_props` from the normalised co-occurrence matrices ``p`` (one ``bincount`` for the batch)."""
-    lead = i.shape[:-1]
-    n = int(np.prod(lead))
-    pair = i.reshape(n, -1).astype(np.int64) * levels + j.reshape(n, -1).astype(np.int64)
-    codes = np.arange(n)[:, None] * levels**2 + pair
-    p = np.bincount(codes.ravel(), minlength=n * levels**2).reshape(n, -1) / pair.shape[1]
-    li, lj = (v.astype(np.float64) for v in np.divmod(np.arange(levels**2), levels))
-    diff = li - lj
-    props = out.reshape(n, -1)
-    props[:, 0] = p @ diff**2
-    props[:, 1] = p @ np.abs(diff)
-    props[:, 2] = p @ (1.0 / (1.0 + diff**2))
-    di = li - (p @ li)[:, None]  # as graycoprops: around each matrix's means
-    dj = lj - (p @ lj)[:, None]
-    std_i, std_j = np.sqrt((p * di**2).sum(axis=1)), np.sqrt((p * dj**2).sum(axis=1))
-    flat = (std_i < 1e-15) | (std_j < 1e-15)
-    props[:, 3] = np.where(flat, 1.0, (p * di * dj).sum(axis=1) / np.where(flat, 1.0, std_i * std_j))
-    props[:, 4] = (p**2).sum(axis=1)
-    return props.reshape(*lead, -1)
-
-
 def texture_features(p: np.ndarray) -> np.ndarray:
     """Per patch, squidpy's ``features_texture`` (GLCM at distance 1, 4 angles, 256 levels), vectorised."""
     if p.dtype != np.uint8:
@@ -162,7 +91,7 @@ def texture_features(p: np.ndarray) -> np.ndarray:
     g = np.moveaxis(p, -1, 1).astype(np.float64)
     out = np.empty((b, c, len(_PROPS), len(_OFFSETS)))
     for a, (dr, dc) in enumerate(_OFFSETS):
-        out[..., a] = _glcm_props(*glcm_pairs(g, dr, dc))
+        out[..., a] = glcm_props(*glcm_pairs(g, dr, dc))
     return out.reshape(b, -1)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._features import _glcm_props, glcm_pairs
+from ._glcm import glcm_pairs, glcm_props
 
 _QUANTILES = (0.1, 0.5, 0.9)
 #: Texture distances as fractions of the spot diameter in pixels (at least 1 px each).
@@ -24,7 +24,7 @@ TEXTURE_FRACTIONS = (1 / 32, 1 / 16, 1 / 8)
 #: Smallest nucleus, as a fraction of the spot diameter (its side in pixels, at least 2 px in area).
 NUCLEUS_FRACTION = 1 / 40
 _TEXTURE_PROPS = ("contrast", "homogeneity", "correlation", "ASM")
-_PROP_INDEX = (0, 2, 3, 4)  # their columns among :func:`_glcm_props`' five
+_PROP_INDEX = (0, 2, 3, 4)  # their columns among :func:`glcm_props`' five
 #: Grey levels of the haematoxylin density for the texture (its 99th percentile of the slide is the top level).
 LEVELS = 32
 _ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)  # skimage's graycomatrix offsets: (round(d sin a), round(d cos a))
@@ -119,14 +119,14 @@ def texture_statistics(grey: np.ndarray, distances: tuple[int, ...], levels: int
     """Per patch of ``grey`` (b, h, w) levels ``0..levels-1``: GLCM contrast, homogeneity, correlation and ASM.
 
     skimage's ``graycoprops`` of ``graycomatrix(levels=levels)`` at each distance and the angles 0, 45, 90 and
-    135 degrees (:func:`aestetik._image._features._glcm_props`), averaged over the angles. A patch without pairs at
+    135 degrees (:func:`aestetik._image._glcm.glcm_props`), averaged over the angles. A patch without pairs at
     a distance (not smaller than the patch) gets 0, and correlation 1.
     """
     g = grey.astype(np.float64)
     out = []
     for d in distances:
         props = [
-            _glcm_props(*glcm_pairs(g, round(np.sin(a) * d), round(np.cos(a) * d)), levels)[:, _PROP_INDEX]
+            glcm_props(*glcm_pairs(g, round(np.sin(a) * d), round(np.cos(a) * d)), levels)[:, _PROP_INDEX]
             for a in _ANGLES
         ]
         out.append(np.mean(props, axis=0))

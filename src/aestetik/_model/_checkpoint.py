@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 #: The file a fit with ``checkpoint_path`` writes (and overwrites) every ``checkpoint_every`` epochs.
 CHECKPOINT_FILE = "last.ckpt"
 #: Parameters that may change between an interrupted fit and its resumption.
-RESUMABLE = ("max_epochs",)
+RESUMABLE = ("max_epochs", "tol")
 
 
 class ResumeState(L.Callback):

@@ -51,6 +51,7 @@ def resolve_params(
     partners: str,
     n_mc_samples: int,
     random_state: int,
+    tol: float = 0.0,
 ) -> tuple[dict[str, Any], tuple[float, float]]:
     """The resolved, checked parameters of a fit (as recorded) and the calibrated weights ``(w_t, w_m)``."""
     if prepared.labels_transcriptomics is None:
@@ -76,6 +77,9 @@ def resolve_params(
     assert_choice(partners, ("all", "batch"), name="partners")
     if not 0 <= dropout < 1:
         msg = f"`dropout` must be in [0, 1), got {dropout!r}."
+        raise ValueError(msg)
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating) or not tol >= 0:
+        msg = f"`tol` must be a number >= 0 (0 trains all `max_epochs`), got {tol!r}."
         raise ValueError(msg)
     has_morphology = prepared.n_morphology > 0
     if morphology_weight is None:
@@ -117,6 +121,7 @@ def resolve_params(
         "multi_triplet": bool(multi_triplet),
         "partners": str(partners),
         "n_mc_samples": int(n_mc_samples),
+        "tol": float(tol),
         "random_state": int(random_state),
         "prepare_key": prepared.key,
         "aestetik_version": __version__,
@@ -279,6 +284,7 @@ def train(
     from ._checkpoint import ResumeState, checkpoint_callback, last_checkpoint
     from ._distributed import EmbedOnRankZero, RankSeeds, describe, ignore_local_buffers, pop_results
     from ._module import AnchorBatches
+    from ._stopping import SettledEmbedding
     from ._trainer import LossHistory, history_arrays, make_trainer, quiet_lightning, stop_on_interrupt
 
     n, seed = prepared.n_obs, int(params["random_state"])
@@ -290,6 +296,8 @@ def train(
         history = LossHistory()
         batches = AnchorBatches(n, params["batch_size"], seed)
         callbacks = [history, RankSeeds(seed), EmbedOnRankZero(params["n_mc_samples"], seed, history)]
+        if params.get("tol", 0.0) > 0:
+            callbacks.append(SettledEmbedding(params["tol"], seed))
         ckpt = None
         if checkpoint_path is not None:
             callbacks += [
@@ -334,7 +342,15 @@ def train(
             embedding = module.embed(params["n_mc_samples"], seed=seed)
             embed_seconds = time.perf_counter() - t1
     name = strategy if isinstance(strategy, str) else type(strategy).__name__
-    run = {"device": str(device.type), "strategy": name, "world_size": world, "resumed": bool(ckpt)}
+    epochs = np.asarray(hist.get("epoch", []))
+    trained = int(epochs.max()) + 1 if epochs.size else 0
+    run = {
+        "device": str(device.type),
+        "strategy": name,
+        "world_size": world,
+        "resumed": bool(ckpt),
+        "epochs_trained": trained,
+    }
     fitted = Fitted(
         params={**params, **run},
         weights=state_to_arrays(module.network.state_dict()),

@@ -248,7 +248,7 @@ def embed(
     adata: AnnData,
     *,
     key: str = "aestetik",
-    n_mc_samples: int = 1000,
+    n_mc_samples: int = 100,
     random_state: int = 0,
     accelerator: str = "auto",
     model: AnnData | str | PathLike | None = None,

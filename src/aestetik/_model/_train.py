@@ -284,7 +284,7 @@ def train(
     from ._checkpoint import ResumeState, checkpoint_callback, last_checkpoint
     from ._distributed import EmbedOnRankZero, RankSeeds, describe, ignore_local_buffers, pop_results
     from ._module import AnchorBatches
-    from ._stopping import SettledEmbedding
+    from ._stopping import CHECK_EVERY, SettledEmbedding
     from ._trainer import LossHistory, history_arrays, make_trainer, quiet_lightning, stop_on_interrupt
 
     n, seed = prepared.n_obs, int(params["random_state"])
@@ -296,8 +296,9 @@ def train(
         history = LossHistory()
         batches = AnchorBatches(n, params["batch_size"], seed)
         callbacks = [history, RankSeeds(seed), EmbedOnRankZero(params["n_mc_samples"], seed, history)]
-        if params.get("tol", 0.0) > 0:
-            callbacks.append(SettledEmbedding(params["tol"], seed))
+        settle = SettledEmbedding(params["tol"], seed) if params.get("tol", 0.0) > 0 else None
+        if settle is not None:
+            callbacks.append(settle)
         ckpt = None
         if checkpoint_path is not None:
             callbacks += [
@@ -328,6 +329,12 @@ def train(
             msg = f"Training was interrupted; nothing was written to the AnnData.{saved}"
             raise KeyboardInterrupt(msg)
         t1 = time.perf_counter()
+        if settle is not None and settle.stopped and settle.drifts:  # this process checked (not a spawned one)
+            epoch, drift = settle.drifts[-1]
+            logg.info(
+                f"    stopped after {epoch} epochs: the embedding moved by {drift:.1%} of its spread in the last "
+                f"{CHECK_EVERY} (tol={params['tol']:g})"
+            )
         device = trainer.strategy.root_device
         hist = history.history()
         if world > 1:  # embedded by rank 0 (EmbedOnRankZero); none on the other ranks of a per-rank launch

@@ -29,7 +29,7 @@ def embedding_drift(current: torch.Tensor, previous: torch.Tensor) -> float:
 class SettledEmbedding(L.Callback):
     """Stops training when the embedding moved by less than ``tol`` of its spread over :data:`CHECK_EVERY` epochs.
 
-    ``drifts`` records ``(epoch, drift)`` of every check. Every rank of a multi-process fit holds the whole
+    ``last`` is ``(epoch, drift)`` of the latest comparison. Every rank of a multi-process fit holds the whole
     section and the same weights, so each computes the same embedding; the decision is still reduced over the
     ranks, so that all stop together. The last checked embedding and whether training stopped are kept in
     checkpoints, so a resumed fit stops where the uninterrupted one did.
@@ -39,7 +39,7 @@ class SettledEmbedding(L.Callback):
         super().__init__()
         self.tol, self.seed = float(tol), int(seed)
         self.previous: torch.Tensor | None = None
-        self.drifts: list[tuple[int, float]] = []
+        self.last: tuple[int, float] | None = None
         self.stopped = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -58,7 +58,7 @@ class SettledEmbedding(L.Callback):
         settled = False
         if self.previous is not None:
             drift = embedding_drift(current, self.previous)
-            self.drifts.append((epoch, drift))
+            self.last = (epoch, drift)
             settled = drift < self.tol
         self.previous = current
         settled = bool(trainer.strategy.reduce_boolean_decision(settled, all=False))
@@ -67,10 +67,11 @@ class SettledEmbedding(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Written into checkpoints."""
-        return {"previous": self.previous, "drifts": list(self.drifts), "stopped": self.stopped}
+        return {"previous": self.previous, "last": self.last, "stopped": self.stopped}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """From the checkpoint of the interrupted fit."""
         self.previous = state_dict["previous"]
-        self.drifts = [(int(e), float(d)) for e, d in state_dict["drifts"]]
+        last = state_dict["last"]
+        self.last = None if last is None else (int(last[0]), float(last[1]))
         self.stopped = bool(state_dict["stopped"])

@@ -329,8 +329,8 @@ def train(
             msg = f"Training was interrupted; nothing was written to the AnnData.{saved}"
             raise KeyboardInterrupt(msg)
         t1 = time.perf_counter()
-        if settle is not None and settle.stopped and settle.drifts:  # this process checked (not a spawned one)
-            epoch, drift = settle.drifts[-1]
+        if settle is not None and settle.stopped and settle.last:  # this process checked (not a spawned one)
+            epoch, drift = settle.last
             logg.info(
                 f"    stopped after {epoch} epochs: the embedding moved by {drift:.1%} of its spread in the last "
                 f"{CHECK_EVERY} (tol={params['tol']:g})"

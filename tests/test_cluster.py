@@ -209,15 +209,18 @@ def _overlapping_blobs() -> np.ndarray:
     return np.concatenate([rng.normal(size=(120, 4)) + c for c in centres])
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
-def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
-    """The starts fitted one by one (in processes for n_jobs=2) are those of sklearn's own ``n_init`` loop: the same
-    best bound, parameters and labels; the best start is not the first, so the skipped draws matter."""
+@pytest.mark.parametrize(("n_jobs", "threads"), [(1, 1), (1, 2), (2, 1)])
+def test_bgm_starts_equal_one_sklearn_fit(monkeypatch, n_jobs, threads):
+    """The starts fitted one by one (one after the other, in two threads, or in processes for n_jobs=2) are those of
+    sklearn's own ``n_init`` loop: the same best bound, parameters and labels; the best start is not the first, so
+    the skipped draws matter."""
     from sklearn.mixture import BayesianGaussianMixture
     from threadpoolctl import threadpool_limits
 
+    monkeypatch.setattr(_mixture, "_start_threads", lambda: threads)
     x = _overlapping_blobs()
-    bounds = [_mixture._lower_bound(_mixture._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
+    with _mixture._one_blas_thread_quietly():
+        bounds = [_mixture._lower_bound(_mixture._fit_bgm_start(x, 6, 0, "random", s, 1e-6)) for s in range(10)]
     assert int(np.argmax(bounds)) > 0
     assert len(set(np.round(bounds, 6))) > 3
     kw = {"n_components": 6, "covariance_type": "tied", "max_iter": 1000, "random_state": 0}
@@ -235,6 +238,37 @@ def test_bgm_starts_equal_one_sklearn_fit(n_jobs):
     np.testing.assert_array_equal(got.predict(x), expected.predict(x))
     res = cluster_features(x, 6, method="bgm", n_jobs=n_jobs)
     np.testing.assert_array_equal(res.labels, _consecutive(expected.predict(x)))
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_bgm_starts_run_side_by_side_in_threads_with_one_blas_thread():
+    """In one process the starts run in threads, concurrently (a barrier that two starts must reach together), each
+    with one BLAS thread, in the order of the tasks; the process's BLAS threads are restored afterwards, and a user's
+    limit on BLAS limits the threads."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    before = _blas_threads()
+    barrier = threading.Barrier(2, timeout=30)
+
+    def start(i):
+        if i < 2:
+            barrier.wait()  # raises BrokenBarrierError unless starts 0 and 1 run at the same time
+        return i, threading.get_ident(), _blas_threads()
+
+    out = _mixture._run(start, [(i,) for i in range(5)], n_jobs=1, threads=2)
+    assert [i for i, _, _ in out] == list(range(5))
+    assert len({ident for _, ident, _ in out[:2]}) == 2
+    assert all(set(blas) == {1} for _, _, blas in out)
+    assert _blas_threads() == before
+    with threadpool_limits(1):
+        assert _mixture._start_threads() == 1
 
 
 def test_bgm_keeps_the_initialisation_with_the_higher_bound():

@@ -3,15 +3,17 @@
 Semantics follow the reference implementation (``aestetik.utils.utils_clustering`` of aestetik 0.3.1):
 :class:`~sklearn.mixture.BayesianGaussianMixture` (tied covariance, random init, ``n_init=10``,
 ``max_iter=1000``), plus one k-means-initialised fit; the fit with the highest lower bound wins (see
-:data:`BGM_INITS`). The posterior of the assigned component is returned as confidence. The starts run one by one,
-in worker processes if asked (:func:`best_bgm`); an ill-conditioned covariance is retried with a larger
-``reg_covar`` (:data:`BGM_REG_COVAR_RETRIES`).
+:data:`BGM_INITS`). The posterior of the assigned component is returned as confidence. The starts are fitted one
+by one, each with one BLAS thread: side by side in threads of this process, or in worker processes if asked
+(:func:`best_bgm`); an ill-conditioned covariance is retried with a larger ``reg_covar``
+(:data:`BGM_REG_COVAR_RETRIES`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -110,8 +112,9 @@ def best_bgm(
     Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
     responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
     which is the stream sklearn's ``n_init`` loop reads, so the starts are those of one sklearn fit with
-    ``n_init`` starts and the first start with the highest bound wins as there. The result does not depend on
-    ``n_jobs``. Each fit runs with one BLAS thread. A group whose covariance is ill-conditioned is refitted
+    ``n_init`` starts and the first start with the highest bound wins as there. Each fit runs with one BLAS thread;
+    with ``n_jobs=1`` the starts run side by side in as many threads as BLAS would use (:func:`_start_threads`),
+    else in ``n_jobs`` processes. The result depends on neither. A group whose covariance is ill-conditioned is refitted
     with 10x ``reg_covar``, as a whole (as its single sklearn fit would be). Entries other than ``'random'``
     have one start (further k-means starts would read a stream of no fixed length).
     """
@@ -128,7 +131,7 @@ def best_bgm(
         tasks = [
             (x, n_clusters, random_state, init, start, reg_covar[g]) for g, init, start in (starts[i] for i in todo)
         ]
-        for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs), strict=True):
+        for i, out in zip(todo, _run(_fit_bgm_start, tasks, n_jobs, _start_threads()), strict=True):
             fits[i] = out
         errors = {starts[i][0]: fits[i] for i in reversed(todo) if isinstance(fits[i], Exception)}  # first per entry
         if not errors:
@@ -156,25 +159,65 @@ def best_bgm(
     return fits[max(entry_best, key=lambda i: _lower_bound(fits[i]))]
 
 
-def _run(function: Callable, tasks: list[tuple], n_jobs: int) -> list:
-    """``[function(*t) for t in tasks]``, in up to ``n_jobs`` worker processes (joblib's meaning: -1 = all cores)."""
+def _start_threads() -> int:
+    """Threads for the starts in this process: as many as its BLAS uses (the cores, or the user's limit), at least 1.
+
+    A start with one BLAS thread uses one core, so the starts side by side use the cores that BLAS would have used
+    for one start at a time; a user who limited BLAS (``OMP_NUM_THREADS``, :func:`threadpoolctl.threadpool_limits`)
+    limits them too.
+    """
+    from threadpoolctl import threadpool_info
+
+    return max([1] + [int(lib["num_threads"]) for lib in threadpool_info() if lib.get("user_api") == "blas"])
+
+
+@contextmanager
+def _one_blas_thread_quietly() -> Iterator[None]:
+    """One BLAS thread and no convergence warnings, for every start run inside.
+
+    Both settings are process-wide, so they are set once around all threads of a run, never per start: a start's
+    exit from either would restore the settings under the starts still running.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _in_own_process(function: Callable, *args):
+    """``function(*args)`` in a worker process, with one BLAS thread and no convergence warnings."""
+    with _one_blas_thread_quietly():
+        return function(*args)
+
+
+def _run(function: Callable, tasks: list[tuple], n_jobs: int, threads: int = 1) -> list:
+    """``[function(*t) for t in tasks]``, each with one BLAS thread.
+
+    In up to ``n_jobs`` worker processes (joblib's meaning: -1 = all cores), else in up to ``threads`` threads of
+    this process (one after the other for 1).
+    """
     from joblib import Parallel, delayed, effective_n_jobs
 
     n_jobs = min(effective_n_jobs(n_jobs), len(tasks))
-    if n_jobs <= 1:
-        return [function(*t) for t in tasks]
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(function)(*t) for t in tasks)
+    if n_jobs > 1:
+        return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_in_own_process)(function, *t) for t in tasks)
+    threads = min(threads, len(tasks))
+    with _one_blas_thread_quietly():
+        if threads <= 1:
+            return [function(*t) for t in tasks]
+        return Parallel(n_jobs=threads, backend="threading")(delayed(function)(*t) for t in tasks)
 
 
 def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str, start: int, reg_covar: float):
     """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`best_bgm`), or the error it raised.
 
     An ill-conditioned covariance comes back as the exception (the caller retries the group); any other error is
-    raised. Convergence warnings are silenced here and judged on the chosen fit by the caller.
+    raised. The caller sets one BLAS thread and silences convergence warnings (:func:`_run`); convergence is judged
+    on the chosen fit.
     """
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import BayesianGaussianMixture
-    from threadpoolctl import threadpool_limits
 
     rng = np.random.RandomState(random_state)  # what sklearn makes of the int seed
     if init == "random":
@@ -190,9 +233,7 @@ def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str,
         reg_covar=reg_covar,
     )
     try:
-        with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return bgm.fit(x)
+        return bgm.fit(x)
     except (ValueError, np.linalg.LinAlgError) as err:
         if isinstance(err, np.linalg.LinAlgError) or "reg_covar" in str(err):
             return err

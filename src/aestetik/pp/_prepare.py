@@ -208,9 +208,10 @@ def prepare(
         method's choice is 10, which is faster.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
-        modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The pseudo-labels do not
-        depend on it. The workers start once per session (mostly importing scikit-learn), so they pay on sections
-        of thousands of spots and more.
+        modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. With one process (scanpy's
+        default) the starts run side by side in as many threads as BLAS uses (every core unless limited, e.g. by
+        ``OMP_NUM_THREADS``), one BLAS thread each. The pseudo-labels do not depend on it. Worker processes start
+        once per session (mostly importing scikit-learn).
     {random_state}
     reference
         A trained AnnData (prepared with the same ``key_added``) or a model file of

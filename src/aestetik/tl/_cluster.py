@@ -125,8 +125,8 @@ def cluster(
     {random_state}
     n_jobs
         Worker processes for the 11 starts of each mixture fit (``method='bgm'`` only, including the fits that
-        choose ``n_clusters``); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. The domains do
-        not depend on it. k-means already uses every core through its threads.
+        choose ``n_clusters``); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. With one process
+        the starts run side by side in as many threads as BLAS uses. The domains do not depend on it.
     {show_progress_bar}
         Only used when choosing ``n_clusters``.
     model

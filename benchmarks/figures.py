@@ -109,7 +109,10 @@ def ari_by_section(results: Path = RESULTS, out_dir: Path = FIGURES) -> pd.DataF
     for g in dict.fromkeys(groups):
         idx = [i for i, x in enumerate(groups) if x == g]
         ax.text(np.mean(idx), 1.02, g, ha="center", va="bottom", fontsize=8.5, style="italic")
-    labels = [s.replace("_counts", "\ncounts").replace("_", " ", 1) for s in sections]
+    labels = [
+        s.replace("_counts", "\ncounts").replace("_hypothalamus_", "\nhypothalamus ").replace("_", " ", 1)
+        for s in sections
+    ]
     ax.set_xticks(range(len(sections)), labels)
     ax.tick_params(axis="x", labelsize=8)
     ax.set_ylabel("ARI (mean over seeds; bars: min - max)")

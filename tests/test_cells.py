@@ -125,11 +125,12 @@ def test_starmap_fit_and_cluster_per_cell_refined_on_real_positions(starmap, mon
 
 
 def test_cells_default_smoothing_averages_a_neighbourhood_of_cells():
-    """`pseudo_label_smoothing=None` resolves to 3 grid sites for cells and 1 spot spacing on a lattice; on STARmap
-    the cells' default gives far better layer pseudo-labels than the spot default would."""
+    """`pseudo_label_smoothing=None` resolves to a share of a domain's width in grid sites for cells (about 3 on
+    STARmap) and by the domains' size on a lattice; on STARmap the cells' default gives far better layer
+    pseudo-labels than the spot default would."""
     from sklearn.metrics import adjusted_rand_score
 
-    from aestetik._space._cells import CELL_SMOOTHING
+    from aestetik._space._cells import cell_smoothing
     from aestetik._space._smoothing import domain_smoothing
 
     aris = {}
@@ -137,10 +138,10 @@ def test_cells_default_smoothing_averages_a_neighbourhood_of_cells():
         cells = ae.datasets.starmap_bz5()
         ae.pp.prepare(cells, coords="cells", morphology_key=None, n_clusters=4, pseudo_label_smoothing=sigma)
         recorded = cells.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"]
-        assert recorded == (CELL_SMOOTHING if sigma is None else sigma)
+        assert recorded == (cell_smoothing(cells.n_obs, 4) if sigma is None else sigma)
         truth = cells.obs["ground_truth"].astype(str)
         aris[sigma] = adjusted_rand_score(truth, cells.obs["aestetik_transcriptomics_cluster"])
-    assert CELL_SMOOTHING == 3.0
+    assert cell_smoothing(cells.n_obs, 4) == pytest.approx(3.05, abs=0.01)
     assert aris[None] > 0.8
     assert aris[None] > aris[1.0] + 0.1
     spots = make_small()

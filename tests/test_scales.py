@@ -9,7 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 import aestetik as ae
 from aestetik._domains._clustering import cluster_features
 from aestetik._domains._spectral import kept_neighbours, knn_affinity
-from aestetik._space._cells import CELL_SMOOTHING
+from aestetik._space._cells import CELL_DOMAIN_WIDTHS, CELL_SMOOTHING, CELL_SMOOTHING_MAX, cell_smoothing
 from aestetik._space._smoothing import DOMAIN_WIDTHS, HEX_ROW, domain_smoothing
 from aestetik.pp._prepare import DEFAULT_SMOOTHING
 
@@ -27,6 +27,21 @@ def test_domain_smoothing_is_a_fraction_of_a_domains_side_up_to_one_spacing():
     assert domain_smoothing(282, 10, "square") < domain_smoothing(282, 5, "square")
 
 
+def test_cell_smoothing_is_a_fraction_of_a_domains_side_up_to_a_cap():
+    # STARmap BZ5 (1,049 cells, 4 layers): about 3 sites; MERFISH (5,488 cells, 8 domains): about 5
+    assert cell_smoothing(1049, 4) == pytest.approx(np.sqrt(2 * 1049 / 4) / CELL_DOMAIN_WIDTHS)
+    assert 3.0 < cell_smoothing(1049, 4) < 3.1
+    assert 4.9 < cell_smoothing(5488, 8) < 5.0
+    # the Gaussian (4 pi sigma^2 times half a cell per site) averages about a fifth of one domain's cells
+    sigma = cell_smoothing(5488, 8)
+    assert 4 * np.pi * sigma**2 * 0.5 / (5488 / 8) == pytest.approx(4 * np.pi / CELL_DOMAIN_WIDTHS**2)
+    assert 0.2 < 4 * np.pi * sigma**2 * 0.5 / (5488 / 8) < 0.25
+    # four times the cells: twice the width, up to the cap on sections of millions of cells
+    assert cell_smoothing(4 * 300, 4) == pytest.approx(2 * cell_smoothing(300, 4))
+    assert cell_smoothing(10**6, 8) == CELL_SMOOTHING_MAX
+    assert cell_smoothing(1049, 8) < cell_smoothing(1049, 4)
+
+
 def test_prepare_records_the_default_smoothing_of_each_kind_of_data():
     adata = ae.datasets.synthetic(n_spots=600, n_domains=4, lattice="square", random_state=0)
     out = ae.pp.prepare(adata, n_clusters=4, morphology_key=None, copy=True)
@@ -41,10 +56,16 @@ def test_prepare_records_the_default_smoothing_of_each_kind_of_data():
     # a resolution instead of a number of domains: one spot spacing
     out = ae.pp.prepare(adata, n_clusters=0.5, clustering_method="leiden", morphology_key=None, copy=True)
     assert out.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"] == DEFAULT_SMOOTHING
-    # single cells: sites of their grid
+    # single cells: sites of their grid, by the domains' size; a resolution: 3 sites
     cells = adata.copy()
     cells.obsm["spatial"] = cells.obsm["spatial"] + np.random.default_rng(0).normal(0, 0.2, cells.obsm["spatial"].shape)
     out = ae.pp.prepare(cells, n_clusters=4, morphology_key=None, coords="cells", copy=True)
+    assert out.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"] == pytest.approx(
+        cell_smoothing(cells.n_obs, 4)
+    )
+    out = ae.pp.prepare(
+        cells, n_clusters=0.5, clustering_method="leiden", morphology_key=None, coords="cells", copy=True
+    )
     assert out.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"] == CELL_SMOOTHING
 
 

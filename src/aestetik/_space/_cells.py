@@ -33,15 +33,31 @@ import numpy as np
 DENSITY_NEIGHBORS = 10
 #: Cells per site at the median density (0.5: two sites per cell, the occupancy of the Visium lattice indices).
 CELLS_PER_SITE = 0.5
-#: Default ``pseudo_label_smoothing`` of single cells, in sites of their grid. A spot already averages several
-#: cells, a cell does not: the layer of a cell shows only in its neighbourhood (BANKSY weights the neighbourhood
-#: 0.8 for domains of cells, 0.2 for spots). A Gaussian of sigma 1 spot spacing on Visium averages about 14
-#: spots (4 pi sigma^2 times the hexagonal density 2 / sqrt(3)) of a few cells each; sigma 3 sites on the grid of
-#: two sites per cell averages about as many cells (2 pi sigma^2, about 57). The method page compares other
-#: widths.
+#: ``pseudo_label_smoothing`` of single cells (sites of their grid) when the number of domains is a resolution, not
+#: an int: a Gaussian of 3 sites averages about 57 cells (``4 pi sigma^2`` times 0.5 cells per site).
 CELL_SMOOTHING = 3.0
+#: The default smoothing of single cells is the side of a square with the area of one domain over this number (see
+#: :func:`cell_smoothing`).
+CELL_DOMAIN_WIDTHS = 7.5
+#: The widest default smoothing of single cells, in sites: about 230 cells, within reach of every cell's kernel on
+#: sections of millions of cells and few domains.
+CELL_SMOOTHING_MAX = 6.0
 #: Free sites added around the cells' bounding box, for cells pushed outward by collisions.
 _MARGIN = 16
+
+
+def cell_smoothing(n_cells: float, n_clusters: int) -> float:
+    """Default ``pseudo_label_smoothing`` (sites) of single cells: a fixed fraction of the width of one domain.
+
+    A spot already averages several cells, a cell does not: its layer shows only in its neighbourhood (BANKSY
+    weights the neighbourhood 0.8 for domains of cells, 0.2 for spots), so cells are averaged over a fixed share of
+    a domain rather than over their first ring. One domain of a sample of ``n_cells`` cells cut into ``n_clusters``
+    covers ``n_cells / n_clusters / CELLS_PER_SITE`` sites on average; the smoothing is the side of a square of that
+    area over :data:`CELL_DOMAIN_WIDTHS`, so that the Gaussian averages about a fifth of a domain's cells (``4 pi
+    sigma^2`` times :data:`CELLS_PER_SITE`), and at most :data:`CELL_SMOOTHING_MAX`.
+    """
+    side = np.sqrt(max(float(n_cells), 1.0) / CELLS_PER_SITE / max(int(n_clusters), 1))
+    return float(min(CELL_SMOOTHING_MAX, side / CELL_DOMAIN_WIDTHS))
 
 
 @dataclass(frozen=True)

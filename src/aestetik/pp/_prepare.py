@@ -9,7 +9,7 @@ from scanpy import logging as logg
 from aestetik._docs import doc_params
 from aestetik._domains._pseudo_labels import pseudo_labels
 from aestetik._keys import Key
-from aestetik._space._cells import CELL_SMOOTHING
+from aestetik._space._cells import CELL_SMOOTHING, cell_smoothing
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
 from aestetik._space._lattice import sample_codes
 from aestetik._space._layout import DEFAULT_COORDS, Coords, describe, lattice_layout
@@ -41,11 +41,11 @@ _MORPHOLOGY_KEY = Key.morphology()
 
 
 def default_smoothing(source: str, kind: str, samples: np.ndarray, n_clusters: int | float) -> float:
-    """``pseudo_label_smoothing=None``: 3 sites for cells; on a lattice a fixed fraction of a domain's size."""
-    if source == "cells":
-        return CELL_SMOOTHING
+    """``pseudo_label_smoothing=None``: a fixed fraction of a domain's size, for cells and on a lattice."""
     if not isinstance(n_clusters, int | np.integer) or isinstance(n_clusters, bool):
-        return DEFAULT_SMOOTHING
+        return CELL_SMOOTHING if source == "cells" else DEFAULT_SMOOTHING
+    if source == "cells":
+        return cell_smoothing(float(np.bincount(samples).mean()), int(n_clusters))
     return domain_smoothing(float(np.bincount(samples).mean()), int(n_clusters), kind)
 
 
@@ -188,9 +188,12 @@ def prepare(
         of neighbours), or less where the domains are small relative to the lattice: at most ``1 / 20`` of the side
         of a square with the area of one domain (the sample's spots times the area of one lattice cell, divided by
         the int ``n_clusters``). A Visium section of thousands of spots gets 1; a legacy ST section of 300 spots and
-        5 domains, whose domains are a few spots wide, about 0.4. For single cells (``coords='cells'``) 3 sites of
-        their grid, which averages about as many cells as 1 spot spacing does on Visium (a cell, unlike a spot,
-        shows its layer only through its neighbours). See the method page.
+        5 domains, whose domains are a few spots wide, about 0.4. For single cells (``coords='cells'``) wider, as a
+        cell, unlike a spot, shows its layer only through its neighbours: ``1 / 7.5`` of the side of a square with
+        the area of one domain in sites of their grid (two per cell), so that the average covers about a fifth of a
+        domain's cells, and at most 6 sites: about 3 sites on a section of 1,000 cells and 4 layers, about 5 on one
+        of 5,500 cells and 8 domains. A resolution (float ``n_clusters``) gets 1 spot spacing, or 3 sites for
+        cells. See the method page.
     mixture_components
         Components of the Gaussian mixture that makes the pseudo-labels (``clustering_method='bgm'``, an int
         ``n_clusters``). With more components than ``n_clusters`` the two whose means are closest under the

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
@@ -22,10 +21,9 @@ from aestetik._validation import (
 )
 
 from ._default_morphology import default_morphology, incoherent_image
-from ._morphology import write_morphology
-from ._prepare_checks import check_batch_column, check_options
+from ._prepare_checks import check_batch_column, check_options, resolve_morphology
+from ._prepare_record import PrepareOutputs, write_prepared
 from ._reference import check_lattice, input_transforms, project
-from ._tissue_images import has_image
 from ._transcriptomics import reduce_given, transcriptomics_pca
 
 if TYPE_CHECKING:
@@ -34,10 +32,8 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-_AUTO = "auto"
 #: ``pseudo_label_smoothing`` (spot spacings) on a lattice when the number of domains is not an int (a resolution).
 DEFAULT_SMOOTHING = 1.0
-_MORPHOLOGY_KEY = Key.morphology()
 
 
 def default_smoothing(source: str, kind: str, samples: np.ndarray, n_clusters: int | float) -> float:
@@ -47,11 +43,6 @@ def default_smoothing(source: str, kind: str, samples: np.ndarray, n_clusters: i
     if source == "cells":
         return cell_smoothing(float(np.bincount(samples).mean()), int(n_clusters))
     return domain_smoothing(float(np.bincount(samples).mean()), int(n_clusters), kind)
-
-
-def _labels(labels: np.ndarray) -> pd.Categorical:
-    k = int(labels.max()) + 1 if labels.size else 0
-    return pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
 
 
 @spatialdata_input(image=True)
@@ -280,32 +271,10 @@ def prepare(
     if not compute_pca:
         t = assert_obsm_key(adata, transcriptomics_key, fix="")
         assert_finite(t, where=f"`adata.obsm[{transcriptomics_key!r}]`")
-    m = None
-    auto_morphology = False
-    if morphology_key == _AUTO:
-        if _MORPHOLOGY_KEY in adata.obsm:
-            morphology_key = _MORPHOLOGY_KEY
-        elif has_image(adata, spatial_key):
-            morphology_key, auto_morphology = _MORPHOLOGY_KEY, True
-        else:
-            morphology_key = None
-            logg.info(
-                f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
-                "training without morphology"
-            )
     check_batch_column(adata, batch_key)
-    ref = None
-    if reference is not None:
-        from aestetik._records import read_reference
-
-        ref = read_reference(reference, key_added)
-        morphology_key = str(ref.record["params"]["morphology_key"]) or None
-        auto_morphology = False
-    if morphology_key is not None and not auto_morphology and ref is None:
-        m = assert_obsm_key(
-            adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
-        )
-        assert_finite(m, where=f"`adata.obsm[{morphology_key!r}]`")
+    morphology_key, auto_morphology, ref, m = resolve_morphology(
+        adata, morphology_key, spatial_key=spatial_key, reference=reference, key_added=key_added
+    )
     samples, sample_names = sample_codes(adata.obs, batch_key)
     layout = lattice_layout(
         adata.obs, adata.obsm.get(spatial_key), coords, samples, sample_names, spatial_key=spatial_key
@@ -324,7 +293,7 @@ def prepare(
     coarse: list[str] = []
     if auto_morphology:
         morphology, coarse = default_morphology(
-            adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state, key_added=_MORPHOLOGY_KEY
+            adata, spatial_key=spatial_key, batch_key=batch_key, random_state=random_state, key_added=Key.morphology()
         )
         if morphology is None:
             morphology_key, auto_morphology = None, False
@@ -400,24 +369,23 @@ def prepare(
         features = np.concatenate([t] + ([m] if m is not None else []), axis=1)
         features = minmax_scale(features, ranges=(lo, hi))
         transforms = {**dict(ref.transforms), "minmax_lo": lo[None], "minmax_hi": hi[None]}
-    index = window_index(lattice, samples, window_size)
-
-    adata = adata.copy() if copy else adata
-    if compute_pca:
-        adata.obsm[transcriptomics_key] = t
-    if morphology is not None:
-        write_morphology(adata, morphology)
-    adata.obsm[Key.input(key_added)] = features
-    adata.obsm[Key.lattice(key_added)] = lattice
-    adata.obsm[Key.grid(key_added)] = index
-    if res_t is not None:
-        adata.obs[Key.transcriptomics_cluster(key_added)] = _labels(res_t.labels)
-    elif Key.transcriptomics_cluster(key_added) in adata.obs:
-        del adata.obs[Key.transcriptomics_cluster(key_added)]
-    if res_m is not None:
-        adata.obs[Key.morphology_cluster(key_added)] = _labels(res_m.labels)
-    elif Key.morphology_cluster(key_added) in adata.obs:
-        del adata.obs[Key.morphology_cluster(key_added)]
+    prepared = PrepareOutputs(
+        transcriptomics=t,
+        morphology=m,
+        computed_pca=bool(compute_pca),
+        computed_morphology=morphology,
+        morphology_computed=bool(auto_morphology),
+        features=features,
+        lattice=lattice,
+        index=window_index(lattice, samples, window_size),
+        transcriptomics_labels=res_t,
+        morphology_labels=res_m,
+        transforms=transforms,
+        coherence=coherence,
+        skipped=coarse,
+        layout=layout,
+        sample_names=sample_names,
+    )
     params = {
         "transcriptomics_key": transcriptomics_key,
         "morphology_key": morphology_key or "",
@@ -437,25 +405,8 @@ def prepare(
         "reference": "" if ref is None else ref.source,
         "aestetik_version": __version__,
     }
-    uns = dict(adata.uns.get(key_added, {}))
-    uns["prepare"] = {
-        "params": params,
-        "n_obs": int(adata.n_obs),
-        "n_transcriptomics": int(t.shape[1]),
-        "n_morphology": int(m.shape[1]) if m is not None else 0,
-        "n_clusters_transcriptomics": int(res_t.n_clusters) if res_t is not None else 0,
-        "n_clusters_morphology": int(res_m.n_clusters) if res_m is not None else 0,
-        "pseudo_labels": ref is None,
-        "transcriptomics_pca_computed": bool(compute_pca),
-        "morphology_computed": bool(auto_morphology),
-        "morphology_skipped": "; ".join(coarse),
-        "morphology_coherence": coherence,
-        "lattice_type": kind,
-        "lattice": layout.record,
-        "samples": np.asarray(sample_names, dtype=object).astype(str),
-        "transforms": transforms,
-    }
-    adata.uns[key_added] = uns
+    adata = adata.copy() if copy else adata
+    write_prepared(adata, prepared, params=params, key_added=key_added, transcriptomics_key=transcriptomics_key)
     logg.info(
         "    finished",
         time=start,

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scanpy import logging as logg
 
 from aestetik._domains._clustering import CLUSTER_METHODS, GRAPH_METHODS
+from aestetik._keys import Key
 from aestetik._space._layout import Coords, check_coords
-from aestetik._validation import assert_choice, assert_int, assert_n_clusters, assert_n_jobs, assert_obs_key
+from aestetik._validation import (
+    assert_choice,
+    assert_finite,
+    assert_int,
+    assert_n_clusters,
+    assert_n_jobs,
+    assert_obs_key,
+    assert_obsm_key,
+)
+
+from ._tissue_images import has_image
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+_AUTO = "auto"
+_MORPHOLOGY_KEY = Key.morphology()
 
 
 def check_options(
@@ -86,3 +101,38 @@ def check_batch_column(adata: AnnData, batch_key: str | None) -> None:
             f".fillna('x')`) or drop those spots."
         )
         raise ValueError(msg)
+
+
+def resolve_morphology(
+    adata: AnnData, morphology_key: str | None, *, spatial_key: str, reference: Any, key_added: str
+) -> tuple[str | None, bool, Any, np.ndarray | None]:
+    """Which morphology ``prepare`` uses: ``(morphology_key, computed from the image, reference, representation)``.
+
+    ``'auto'`` is ``obsm['X_morphology']`` when present, else the tissue image's default features (computed later;
+    the representation is then ``None`` here), else none, logged. A ``reference`` decides for itself: its own
+    morphology key, projected later. A key the user named must exist and be finite.
+    """
+    auto = False
+    if morphology_key == _AUTO:
+        if _MORPHOLOGY_KEY in adata.obsm:
+            morphology_key = _MORPHOLOGY_KEY
+        elif has_image(adata, spatial_key):
+            morphology_key, auto = _MORPHOLOGY_KEY, True
+        else:
+            morphology_key = None
+            logg.info(
+                f"no `adata.obsm[{_MORPHOLOGY_KEY!r}]` and no tissue image in `adata.uns[{spatial_key!r}]`: "
+                "training without morphology"
+            )
+    if reference is not None:
+        from aestetik._records import read_reference
+
+        ref = read_reference(reference, key_added)
+        return str(ref.record["params"]["morphology_key"]) or None, False, ref, None
+    if morphology_key is None or auto:
+        return morphology_key, auto, None, None
+    m = assert_obsm_key(
+        adata, morphology_key, fix="Compute a morphology representation first, or pass `morphology_key=None`."
+    )
+    assert_finite(m, where=f"`adata.obsm[{morphology_key!r}]`")
+    return morphology_key, False, None, m

@@ -1,4 +1,4 @@
-"""The checks of :func:`aestetik.pp.prepare`'s arguments, before anything is computed or written."""
+"""The checks of :func:`aestetik.pp.prepare`'s arguments and which morphology it uses, before anything is computed."""
 
 from __future__ import annotations
 

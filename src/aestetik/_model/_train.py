@@ -50,8 +50,8 @@ def resolve_params(
     multi_triplet: bool,
     partners: str,
     n_mc_samples: int,
+    tol: float,
     random_state: int,
-    tol: float = 0.0,
 ) -> tuple[dict[str, Any], tuple[float, float]]:
     """The resolved, checked parameters of a fit (as recorded) and the calibrated weights ``(w_t, w_m)``."""
     if prepared.labels_transcriptomics is None:
@@ -296,7 +296,7 @@ def train(
         history = LossHistory()
         batches = AnchorBatches(n, params["batch_size"], seed)
         callbacks = [history, RankSeeds(seed), EmbedOnRankZero(params["n_mc_samples"], seed, history)]
-        settle = SettledEmbedding(params["tol"], seed) if params.get("tol", 0.0) > 0 else None
+        settle = SettledEmbedding(params["tol"], seed) if params["tol"] > 0 else None
         if settle is not None:
             callbacks.append(settle)
         ckpt = None

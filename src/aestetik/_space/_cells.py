@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._smoothing import domain_side
+
 #: Neighbours of the k-NN density estimate behind the site spacing.
 DENSITY_NEIGHBORS = 10
 #: Cells per site at the median density (0.5: two sites per cell, the occupancy of the Visium lattice indices).
@@ -56,7 +58,7 @@ def cell_smoothing(n_cells: float, n_clusters: int) -> float:
     area over :data:`CELL_DOMAIN_WIDTHS`, so that the Gaussian averages about a fifth of a domain's cells (``4 pi
     sigma^2`` times :data:`CELLS_PER_SITE`), and at most :data:`CELL_SMOOTHING_MAX`.
     """
-    side = np.sqrt(max(float(n_cells), 1.0) / CELLS_PER_SITE / max(int(n_clusters), 1))
+    side = domain_side(n_cells, n_clusters, 1.0 / CELLS_PER_SITE)
     return float(min(CELL_SMOOTHING_MAX, side / CELL_DOMAIN_WIDTHS))
 
 

@@ -20,6 +20,11 @@ HEX_ROW = np.sqrt(3.0) / 2.0
 DOMAIN_WIDTHS = 20.0
 
 
+def domain_side(n_units: float, n_clusters: int, area: float) -> float:
+    """The side of a square with the area of one domain: ``n_units`` of ``area`` each, cut into ``n_clusters``."""
+    return float(np.sqrt(area * max(float(n_units), 1.0) / max(int(n_clusters), 1)))
+
+
 def domain_smoothing(n_spots: float, n_clusters: int, kind: str) -> float:
     """Default ``pseudo_label_smoothing`` (spot spacings) on a lattice: one spacing, less for small domains.
 
@@ -30,8 +35,7 @@ def domain_smoothing(n_spots: float, n_clusters: int, kind: str) -> float:
     side of a square of that area, whichever is smaller. A Visium section of thousands of spots gets one spacing; a
     small section of coarse spots (legacy ST: a few hundred spots 200 µm apart, domains a few spots wide) less.
     """
-    area = HEX_ROW if kind == "hex" else 1.0
-    side = np.sqrt(area * max(float(n_spots), 1.0) / max(int(n_clusters), 1))
+    side = domain_side(n_spots, n_clusters, HEX_ROW if kind == "hex" else 1.0)
     return float(min(1.0, side / DOMAIN_WIDTHS))
 
 

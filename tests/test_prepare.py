@@ -141,12 +141,33 @@ def test_prepare_rejects_view(small):
     assert not out.is_view
 
 
-def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
+def test_join_single_spots_matches_the_nearest_spot():
+    from aestetik._domains._clustering import ClusterResult
+    from aestetik._domains._pseudo_labels import join_single_spots
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    labels = np.arange(40) % 3 + 2  # clusters 2, 3, 4
+    labels[7], labels[19] = 0, 5  # two clusters of one spot each, 1 empty
+    res = ClusterResult(labels=labels, proba=None, resolution=None, n_clusters=6)
+    out = join_single_spots(res, x)
+    expected = labels.copy()
+    for spot in (7, 19):  # plain reference: the nearest spot outside the single-spot clusters
+        d = np.linalg.norm(x - x[spot], axis=1)
+        d[[7, 19]] = np.inf
+        expected[spot] = labels[np.argmin(d)]
+    np.testing.assert_array_equal(out.labels, np.unique(expected, return_inverse=True)[1])
+    assert out.n_clusters == 3
+    assert join_single_spots(out, x) is out  # nothing to join
+
+
+def test_prepare_joins_a_pseudo_label_cluster_of_one_spot(monkeypatch):
     from aestetik._domains import _pseudo_labels
     from aestetik._domains._clustering import ClusterResult
 
     adata = make_small()
-    snap = _snapshot(adata)
+    logged = []
+    monkeypatch.setattr(_pseudo_labels.logg, "warning", lambda msg, *a, **k: logged.append(msg))
 
     def singleton(x, n_clusters, **kwargs):
         labels = np.zeros(x.shape[0], dtype=np.int64)
@@ -155,8 +176,29 @@ def test_prepare_refuses_a_pseudo_label_cluster_of_one_spot(monkeypatch):
         return ClusterResult(labels=labels, n_clusters=3, proba=None, resolution=None)
 
     monkeypatch.setattr(_pseudo_labels, "cluster_features", singleton)
-    with pytest.raises(ValueError, match="single spot"):
-        ae.pp.prepare(adata, n_clusters=3)
+    ae.pp.prepare(adata, n_clusters=3, morphology_key=None)
+    labels = adata.obs["aestetik_transcriptomics_cluster"]
+    assert labels.nunique() == 2
+    assert labels.value_counts().min() > 1
+    assert len(logged) == 1
+    assert "1 cluster(s) of a single spot" in logged[0]
+
+
+def test_prepare_refuses_pseudo_labels_of_one_cluster(monkeypatch):
+    from aestetik._domains import _pseudo_labels
+    from aestetik._domains._clustering import ClusterResult
+
+    adata = make_small()
+    snap = _snapshot(adata)
+
+    def one(x, n_clusters, **kwargs):
+        labels = np.zeros(x.shape[0], dtype=np.int64)
+        labels[0] = 1  # joins cluster 0: one cluster left
+        return ClusterResult(labels=labels, n_clusters=2, proba=None, resolution=None)
+
+    monkeypatch.setattr(_pseudo_labels, "cluster_features", one)
+    with pytest.raises(ValueError, match="one cluster"):
+        ae.pp.prepare(adata, n_clusters=2, morphology_key=None)
     _assert_unchanged(adata, snap)
 
 

@@ -3,12 +3,16 @@
 The representation is averaged over each spot's lattice neighbourhood (:func:`~aestetik._space._smoothing.
 gaussian_smooth`, ``sigma`` in spot spacings; 0 leaves it as it is) and clustered
 (:func:`~aestetik._domains._clustering.cluster_features`). The labels define the triplets of training, so a
-representation that is the same for every spot, or a cluster of a single spot (no positive partner), is refused.
+representation that is the same for every spot is refused. A cluster of a single spot has no positive partner: its
+spot joins the cluster of its nearest spot (:func:`join_single_spots`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from scanpy import logging as logg
 
 from aestetik._domains._clustering import ClusterResult, cluster_features
 from aestetik._space._smoothing import gaussian_smooth
@@ -51,15 +55,49 @@ def pseudo_labels(
         n_components=n_components,
         bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
     )
-    sizes = np.bincount(res.labels)
-    if res.n_clusters > 1 and np.any(sizes == 1):
+    res = join_single_spots(res, x)
+    if res.n_clusters < 2:
         msg = (
-            f"The pseudo-labels of {name} have a cluster of a single spot (cluster "
-            f"{int(np.flatnonzero(sizes == 1)[0])} of {res.n_clusters}), which cannot give a triplet partner. Use a "
-            "smaller `n_clusters` or another `clustering_method`."
+            f"The pseudo-labels of {name} are one cluster, which gives no triplet negatives. Use a larger "
+            "`n_clusters` or another `clustering_method`."
         )
         raise ValueError(msg)
     return res
+
+
+def join_single_spots(res: ClusterResult, x: np.ndarray) -> ClusterResult:
+    """``res`` with every cluster of a single spot joined to the cluster of that spot's nearest other spot in ``x``.
+
+    A cluster of one spot gives that spot no triplet partner, and a mixture fit can leave one where a start put a
+    component on an outlier; the spot is not a domain of its own. The labels are renumbered ``0..k-1`` in their
+    former order and the joins are logged; ``res`` is returned as it is when there is none.
+    """
+    from scipy.spatial import cKDTree
+
+    labels = res.labels
+    sizes = np.bincount(labels, minlength=res.n_clusters)
+    lonely = np.flatnonzero(sizes == 1)
+    if lonely.size == 0:
+        return res
+    if lonely.size == labels.size:
+        msg = "Every pseudo-label is a single spot, which gives no triplet partner. Use a smaller `n_clusters`."
+        raise ValueError(msg)
+    labels = labels.copy()
+    spots = np.flatnonzero(np.isin(labels, lonely))
+    tree = cKDTree(np.asarray(x, dtype=np.float64))
+    k = min(labels.size, spots.size + 1)
+    for spot in spots:
+        # the nearest spot that is not a single spot of its own
+        idx = np.atleast_1d(tree.query(x[spot], k=k)[1])
+        partner = next(int(j) for j in idx if j != spot and labels[j] not in lonely)
+        labels[spot] = labels[partner]
+    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    n = int(labels.max()) + 1
+    logg.warning(
+        f"The pseudo-labels had {lonely.size} cluster(s) of a single spot, which give no triplet partner; each such "
+        f"spot joins the cluster of its nearest spot ({n} pseudo-labels instead of {res.n_clusters})."
+    )
+    return dataclasses.replace(res, labels=labels, n_clusters=n)
 
 
 #: Neighbours of each spot in :func:`spatial_coherence` (the first ring of a hexagonal lattice).

@@ -50,8 +50,27 @@ def test_fit_writes_embedding_and_record(prepared, tmp_path, monkeypatch):
     )
     np.testing.assert_allclose(hist["loss"], total, rtol=1e-5)
     assert "network.encoder.conv.weight" not in rec["weights"]
-    assert rec["weights"]["encoder.conv.weight"].shape == (3 * 8, 10, 3, 3)
+    assert p["n_ensemble"] == 9  # 320 spots: units that see 3,000 windows per epoch, at most 9
+    assert rec["weights"]["encoder.conv.weight"].shape == (9 * 8, 10, 3, 3)
     assert list(tmp_path.iterdir()) == []  # no lightning_logs, no checkpoints
+
+
+def test_default_ensemble_follows_the_spots():
+    from aestetik._model._ensemble import default_ensemble
+
+    for n in (1, 100, 282, 333, 334, 500, 600, 999, 1000, 1049, 3460, 10**6):
+        need = -(-3000 // n)  # units that together see 3,000 windows per epoch
+        odd = need if need % 2 else need + 1
+        assert default_ensemble(n) == min(9, max(3, odd))
+    assert default_ensemble(3460) == 3  # a Visium section keeps the published ensemble
+    assert default_ensemble(346) == 9
+
+
+def test_fit_n_ensemble_given_is_kept(prepared):
+    adata = prepared.copy()
+    ae.tl.fit(adata, n_ensemble=3, **FAST_FIT)
+    assert adata.uns["aestetik"]["fit"]["params"]["n_ensemble"] == 3
+    assert adata.uns["aestetik"]["fit"]["weights"]["encoder.conv.weight"].shape[0] == 3 * 8
 
 
 def test_fit_batches_and_history(prepared):

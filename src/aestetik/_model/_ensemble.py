@@ -11,6 +11,28 @@ from dataclasses import dataclass
 
 import torch
 
+#: Units of the published ensemble, and the fewest :func:`default_ensemble` gives.
+ENSEMBLE_UNITS = 3
+#: Windows that the units together see per epoch, at least, under :func:`default_ensemble`.
+ENSEMBLE_WINDOWS = 3000
+#: The most units :func:`default_ensemble` gives.
+ENSEMBLE_MAX_UNITS = 9
+
+
+def default_ensemble(n_spots: int) -> int:
+    """Units of the ensemble for ``n_spots`` training spots: 3, or more on a section of under 1,000 spots.
+
+    Each unit sees every spot's window once per epoch, and the embedding is the units' median. On a section of a
+    few hundred spots 3 units see too few windows for that median to settle on the same embedding from one seed to
+    the next; the units grow until they see :data:`ENSEMBLE_WINDOWS` windows per epoch together (about what 3
+    units see on the smallest section whose domains hold across seeds, 1,049 STARmap cells), rounded up to an odd
+    number (the median of an odd number of units is one of them), at most :data:`ENSEMBLE_MAX_UNITS`. Sections of
+    1,000 spots or more keep the published 3.
+    """
+    need = math.ceil(ENSEMBLE_WINDOWS / max(int(n_spots), 1))
+    need += 1 - need % 2
+    return int(min(ENSEMBLE_MAX_UNITS, max(ENSEMBLE_UNITS, need)))
+
 
 def conv_shapes(window_size: int, kernel_size: int) -> tuple[int, int]:
     """Side of the convolution output and of the pooled map (kernel ``k``, stride 3, no padding)."""

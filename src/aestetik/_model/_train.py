@@ -16,6 +16,7 @@ from scanpy import logging as logg
 
 from aestetik._validation import assert_choice, assert_int
 
+from ._ensemble import default_ensemble
 from ._io import arrays_to_state, network_kwargs, state_to_arrays
 from ._memory import MemoryEstimate
 from ._types import Fitted, Prepared
@@ -41,7 +42,7 @@ def resolve_params(
     c_hid: int,
     kernel_size: int,
     dropout: float,
-    n_ensemble: int,
+    n_ensemble: int | None,
     lr: float,
     weight_decay: float,
     rec_alpha: float,
@@ -63,6 +64,8 @@ def resolve_params(
         raise ValueError(msg)
     from aestetik._version import __version__
 
+    if n_ensemble is None:
+        n_ensemble = default_ensemble(prepared.n_obs)
     assert_int(
         max_epochs=max_epochs,
         latent_dim=latent_dim,

@@ -31,7 +31,7 @@ def fit(
     c_hid: int = 64,
     kernel_size: int = 3,
     dropout: float = 0.3,
-    n_ensemble: int = 3,
+    n_ensemble: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-6,
     rec_alpha: float = 1.0,
@@ -88,7 +88,10 @@ def fit(
     dropout
         Channel dropout probability (training and Monte-Carlo embedding).
     n_ensemble
-        Encoder and decoder units; the embedding is their element-wise median.
+        Encoder and decoder units; the embedding is their element-wise median. ``None`` (default): 3, as
+        published, on 1,000 spots or more; on fewer, enough units to see 3,000 windows per epoch together, an odd
+        number, at most 9 (500 spots: 7; 346: 9), so that the embedding of a small section changes less with the seed (see
+        the method page). The units used are recorded in ``uns[key_added]['fit']['params']['n_ensemble']``.
     lr
         Adam (amsgrad) learning rate.
     weight_decay

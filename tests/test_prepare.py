@@ -159,6 +159,9 @@ def test_join_single_spots_matches_the_nearest_spot():
     np.testing.assert_array_equal(out.labels, np.unique(expected, return_inverse=True)[1])
     assert out.n_clusters == 3
     assert join_single_spots(out, x) is out  # nothing to join
+    alone = ClusterResult(labels=np.arange(5), proba=None, resolution=None, n_clusters=5)
+    with pytest.raises(ValueError, match="Every pseudo-label of `X` is a single spot"):
+        join_single_spots(alone, x[:5], name="`X`")
 
 
 def test_prepare_joins_a_pseudo_label_cluster_of_one_spot(monkeypatch):
@@ -182,24 +185,6 @@ def test_prepare_joins_a_pseudo_label_cluster_of_one_spot(monkeypatch):
     assert labels.value_counts().min() > 1
     assert len(logged) == 1
     assert "1 cluster(s) of a single spot" in logged[0]
-
-
-def test_prepare_refuses_pseudo_labels_of_one_cluster(monkeypatch):
-    from aestetik._domains import _pseudo_labels
-    from aestetik._domains._clustering import ClusterResult
-
-    adata = make_small()
-    snap = _snapshot(adata)
-
-    def one(x, n_clusters, **kwargs):
-        labels = np.zeros(x.shape[0], dtype=np.int64)
-        labels[0] = 1  # joins cluster 0: one cluster left
-        return ClusterResult(labels=labels, n_clusters=2, proba=None, resolution=None)
-
-    monkeypatch.setattr(_pseudo_labels, "cluster_features", one)
-    with pytest.raises(ValueError, match="one cluster"):
-        ae.pp.prepare(adata, n_clusters=2, morphology_key=None)
-    _assert_unchanged(adata, snap)
 
 
 def test_prepare_mixture_components_and_starts(monkeypatch):

@@ -55,22 +55,16 @@ def pseudo_labels(
         n_components=n_components,
         bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
     )
-    res = join_single_spots(res, x)
-    if res.n_clusters < 2:
-        msg = (
-            f"The pseudo-labels of {name} are one cluster, which gives no triplet negatives. Use a larger "
-            "`n_clusters` or another `clustering_method`."
-        )
-        raise ValueError(msg)
-    return res
+    return join_single_spots(res, x, name=name)
 
 
-def join_single_spots(res: ClusterResult, x: np.ndarray) -> ClusterResult:
+def join_single_spots(res: ClusterResult, x: np.ndarray, *, name: str = "the representation") -> ClusterResult:
     """``res`` with every cluster of a single spot joined to the cluster of that spot's nearest other spot in ``x``.
 
     A cluster of one spot gives that spot no triplet partner, and a mixture fit can leave one where a start put a
     component on an outlier; the spot is not a domain of its own. The labels are renumbered ``0..k-1`` in their
-    former order and the joins are logged; ``res`` is returned as it is when there is none.
+    former order and the joins are logged; ``res`` is returned as it is when there is none. ``name`` names the
+    input in the error raised when every cluster is a single spot.
     """
     from scipy.spatial import cKDTree
 
@@ -80,7 +74,10 @@ def join_single_spots(res: ClusterResult, x: np.ndarray) -> ClusterResult:
     if lonely.size == 0:
         return res
     if lonely.size == labels.size:
-        msg = "Every pseudo-label is a single spot, which gives no triplet partner. Use a smaller `n_clusters`."
+        msg = (
+            f"Every pseudo-label of {name} is a single spot, which gives no triplet partner. Use a smaller "
+            "`n_clusters`."
+        )
         raise ValueError(msg)
     labels = labels.copy()
     spots = np.flatnonzero(np.isin(labels, lonely))

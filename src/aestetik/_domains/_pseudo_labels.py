@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 from scanpy import logging as logg
 
-from aestetik._domains._clustering import ClusterResult, cluster_features
+from aestetik._domains._clustering import ClusterResult, _consecutive, cluster_features
 from aestetik._space._smoothing import gaussian_smooth
 
 
@@ -79,16 +79,14 @@ def join_single_spots(res: ClusterResult, x: np.ndarray, *, name: str = "the rep
             "`n_clusters`."
         )
         raise ValueError(msg)
+    alone = np.isin(labels, lonely)
+    spots = np.flatnonzero(alone)
+    x = np.asarray(x, dtype=np.float64)
+    # among its spots.size + 1 nearest spots, each has one that is not a single spot of its own
+    near = cKDTree(x).query(x[spots], k=min(labels.size, spots.size + 1))[1].reshape(spots.size, -1)
     labels = labels.copy()
-    spots = np.flatnonzero(np.isin(labels, lonely))
-    tree = cKDTree(np.asarray(x, dtype=np.float64))
-    k = min(labels.size, spots.size + 1)
-    for spot in spots:
-        # the nearest spot that is not a single spot of its own
-        idx = np.atleast_1d(tree.query(x[spot], k=k)[1])
-        partner = next(int(j) for j in idx if j != spot and labels[j] not in lonely)
-        labels[spot] = labels[partner]
-    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    labels[spots] = [labels[next(j for j in row if not alone[j])] for row in near]
+    labels = _consecutive(labels)
     n = int(labels.max()) + 1
     logg.warning(
         f"The pseudo-labels had {lonely.size} cluster(s) of a single spot, which give no triplet partner; each such "

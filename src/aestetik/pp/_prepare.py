@@ -102,9 +102,12 @@ def prepare(
     {adata}
     transcriptomics_key
         ``adata.obsm`` key of the transcriptomics representation. When absent, PCs of ``X`` (log1p unless
-        ``uns['log1p']`` exists, after per-spot normalisation when ``X`` holds integer counts; ``n_top_genes``
-        highly variable genes, centred but not scaled, ``n_comps`` components; axes as ``spatial_pca`` says) are
-        computed on a copy and stored under this key; ``X`` is left unchanged.
+        ``uns['log1p']`` exists, after per-spot normalisation to 10^4 counts when ``X`` holds integer counts;
+        ``n_top_genes`` highly variable genes, centred but not scaled, ``n_comps`` components; axes as
+        ``spatial_pca`` says) are computed on a copy and stored under this key; ``X`` is left unchanged. On single
+        cells of a few hundred counts, normalising to their median depth first (``sc.pp.normalize_total(adata)``,
+        ``sc.pp.log1p(adata)``; ``prepare`` then uses ``X`` as it is) may separate them better: it raised osmFISH
+        and lowered STARmap (see the method page).
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
         train on transcriptomics and neighbourhood only. ``'auto'`` uses ``obsm['X_morphology']`` if

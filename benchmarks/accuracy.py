@@ -74,8 +74,8 @@ def _pcs(adata, section, seed: int) -> np.ndarray:
         return np.asarray(adata.obsm[key])[:, :15]
     a = sc.AnnData(X=adata.X.copy().astype(np.float32))
     values = a.X.data if sparse.issparse(a.X) else a.X
-    if np.all(values == np.round(values)):
-        sc.pp.normalize_total(a, target_sum=1e4)
+    if np.all(values == np.round(values)):  # as prepare: spots to 10^4 counts, cells to their median depth
+        sc.pp.normalize_total(a, target_sum=None if section.prepare.get("coords") == "cells" else 1e4)
     sc.pp.log1p(a)
     if a.n_vars > 5000:
         sc.pp.highly_variable_genes(a, flavor="seurat", n_top_genes=5000, subset=True)

@@ -145,15 +145,71 @@ def test_spatial_pca_follows_the_neighbourhoods_and_is_recorded():
     assert silhouette_score(spatial.obsm["X_pca"][:, :3], truth) > silhouette_score(plain.obsm["X_pca"][:, :3], truth)
 
 
-def test_spatial_pca_is_off_for_single_cells_by_default():
+def test_single_cells_take_the_neighbourhood_axes_among_their_own_pcs():
+    """Cells: counts to their median depth, log1p, the cells' own PCs, then the axes of their neighbourhood average."""
+    import anndata as ad
+
+    from aestetik.pp._transcriptomics import CELL_PCS, transcriptomics_pca
+
+    rng = np.random.default_rng(0)
+    n, g, sigma = 400, 60, 2.0
+    pos = rng.uniform(0, 20, size=(n, 2))
+    samples = np.zeros(n, dtype=int)
+    quadrant = (pos[:, 0] > 10).astype(int) + 2 * (pos[:, 1] > 10)  # four domains
+    rates = rng.gamma(1.0, 1.0, size=(4, g)) * np.sqrt([1, 2, 4, 8])[:, None]
+    counts = rng.poisson(rates[quadrant] * rng.uniform(1, 4, size=(n, 1))).astype(np.float64)
+    counts[counts.sum(1) == 0, 0] = 1
+    got, transform = transcriptomics_pca(
+        ad.AnnData(counts.astype(np.float32)),
+        n_comps=3,
+        n_top_genes=5000,
+        random_state=0,
+        smoothing=(pos, samples, sigma),
+        cells=True,
+    )
+    depth = np.median(counts.sum(1))
+    assert transform["target_sum"] == pytest.approx(depth)
+    # by hand: dense SVDs of the normalised cells, then of their neighbourhood average within their first 50 PCs
+    x = np.log1p(counts / counts.sum(1, keepdims=True) * depth)
+    centred = x - x.mean(0)
+    own = centred @ np.linalg.svd(centred, full_matrices=False)[2][:CELL_PCS].T
+    averaged = _plain(own, pos, samples, sigma)
+    _, values, axes = np.linalg.svd(averaged - averaged.mean(0), full_matrices=False)
+    assert np.all(values[:3] / values[1:4] > 1.01)  # distinct axes to compare
+    np.testing.assert_allclose(np.abs(got), np.abs(own @ axes[:3].T), atol=1e-3)
+    # the transform takes every cell's own expression to its values, as for new sections
+    np.testing.assert_allclose((x - transform["mean"]) @ transform["components"], got, atol=1e-3)
+    # without cells: counts to 10^4 and the axes among the genes themselves
+    spots, spot_transform = transcriptomics_pca(
+        ad.AnnData(counts.astype(np.float32)),
+        n_comps=3,
+        n_top_genes=5000,
+        random_state=0,
+        smoothing=(pos, samples, sigma),
+    )
+    assert spot_transform["target_sum"] == 1e4
+    assert not np.allclose(np.abs(spots), np.abs(got), atol=1e-2)
+
+
+def test_single_cells_default_to_their_neighbourhood_axes():
+    import scanpy as sc
+
     adata = ae.datasets.starmap_bz5()
     cells = ae.pp.prepare(adata, n_clusters=4, coords="cells", copy=True)
-    assert cells.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is False
+    record = cells.uns["aestetik"]["prepare"]
+    assert record["params"]["spatial_pca"] is True
+    depth = np.median(np.asarray(adata.X.sum(1)).ravel())
+    assert record["transforms"]["transcriptomics"]["target_sum"] == pytest.approx(depth)
+    truth = adata.obs["ground_truth"].astype(str).to_numpy()
+    assert adjusted_rand_score(truth, cells.obs["aestetik_transcriptomics_cluster"]) > 0.8
+    # False: scanpy's PCA of the cells at their median depth
     plain = ae.pp.prepare(adata, n_clusters=4, coords="cells", spatial_pca=False, copy=True)
-    np.testing.assert_array_equal(cells.obsm["X_pca"], plain.obsm["X_pca"])
-    spatial = ae.pp.prepare(adata, n_clusters=4, coords="cells", spatial_pca=True, copy=True)
-    assert spatial.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is True
-    assert not np.allclose(np.abs(spatial.obsm["X_pca"]), np.abs(plain.obsm["X_pca"]), atol=1e-3)
+    assert plain.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is False
+    ref = adata.copy()
+    sc.pp.normalize_total(ref)
+    sc.pp.log1p(ref)
+    sc.pp.pca(ref, n_comps=15, random_state=0)
+    np.testing.assert_allclose(np.abs(plain.obsm["X_pca"]), np.abs(ref.obsm["X_pca"]), rtol=1e-3, atol=1e-3)
 
 
 def _normalised(adata):

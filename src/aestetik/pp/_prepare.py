@@ -60,7 +60,7 @@ def prepare(
     batch_key: str | None = None,
     n_comps: int = 15,
     n_top_genes: int = 5000,
-    spatial_pca: bool | None = None,
+    spatial_pca: bool = True,
     pseudo_label_smoothing: float | None = None,
     mixture_components: int | None = None,
     mixture_starts: int = 40,
@@ -102,12 +102,10 @@ def prepare(
     {adata}
     transcriptomics_key
         ``adata.obsm`` key of the transcriptomics representation. When absent, PCs of ``X`` (log1p unless
-        ``uns['log1p']`` exists, after per-spot normalisation to 10^4 counts when ``X`` holds integer counts;
-        ``n_top_genes`` highly variable genes, centred but not scaled, ``n_comps`` components; axes as
-        ``spatial_pca`` says) are computed on a copy and stored under this key; ``X`` is left unchanged. On single
-        cells of a few hundred counts, normalising to their median depth first (``sc.pp.normalize_total(adata)``,
-        ``sc.pp.log1p(adata)``; ``prepare`` then uses ``X`` as it is) may separate them better: it raised osmFISH
-        and lowered STARmap (see the method page).
+        ``uns['log1p']`` exists, after normalising integer counts per spot to 10^4, or for single cells
+        (``coords='cells'``) to their median depth; ``n_top_genes`` highly variable genes, centred but not scaled,
+        ``n_comps`` components; axes as ``spatial_pca`` says) are computed on a copy and stored under this key;
+        ``X`` is left unchanged.
     morphology_key
         ``adata.obsm`` key of the morphology representation (e.g. PCs of image features), or ``None`` to
         train on transcriptomics and neighbourhood only. ``'auto'`` uses ``obsm['X_morphology']`` if
@@ -168,10 +166,9 @@ def prepare(
         expression is then projected onto these axes, so the network still sees the spot itself. The axes then
         follow the variation between neighbourhoods (layers, regions), which is what the pseudo-labels cluster,
         rather than the counting noise of single spots; it suits sections whose domains are layers or regions
-        many spots wide (see the method page). ``False``: scanpy's PCA of the spots, the
-        published method's choice. ``None`` (default): ``True`` on a lattice (spots, bins) and ``False`` for
-        single cells (``coords='cells'``), where the axes of the cells' own expression, which carries their
-        type, suit better (see the method page).
+        many spots wide (see the method page). Single cells (``coords='cells'``) take these axes among their own
+        first 50 principal components: a cell's expression carries its type, and its domain is the mix of types
+        around it. ``False``: scanpy's PCA of the spots (or cells), the published method's choice.
     pseudo_label_smoothing
         Width ``sigma``, in spot spacings, of the Gaussian neighbourhood average of each representation that is
         clustered into pseudo-labels (per sample, within ``3 * sigma``; on a hexagonal lattice rows are
@@ -305,8 +302,6 @@ def prepare(
     kind, positions = layout.kind, layout.positions
     if pseudo_label_smoothing is None:
         pseudo_label_smoothing = default_smoothing(layout.record["source"], kind, samples, n_clusters)
-    if spatial_pca is None:
-        spatial_pca = layout.record["source"] != "cells"
     if compute_pca and ref is None:
         t, pca_transform = transcriptomics_pca(
             adata,
@@ -314,6 +309,7 @@ def prepare(
             n_top_genes=n_top_genes,
             random_state=random_state,
             smoothing=(positions, samples, pseudo_label_smoothing) if spatial_pca else None,
+            cells=layout.record["source"] == "cells",
         )
     t = np.asarray(t, dtype=np.float32)
     logg.info(f"    {describe(layout)}")

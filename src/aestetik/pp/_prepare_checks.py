@@ -41,7 +41,7 @@ def check_options(
     n_top_genes: int,
     mixture_components: int | None,
     mixture_starts: int,
-    spatial_pca: bool | None,
+    spatial_pca: bool,
 ) -> tuple[Coords, int]:
     """Refuse an invalid option of ``prepare`` for ``n_obs`` spots, naming it; the checked ``coords`` and ``n_jobs``."""
     assert_choice(clustering_method, CLUSTER_METHODS, name="clustering_method")
@@ -79,8 +79,8 @@ def check_options(
             )
             raise ValueError(msg)
     assert_int(mixture_starts=mixture_starts)
-    if spatial_pca is not None and not isinstance(spatial_pca, bool | np.bool_):
-        msg = f"`spatial_pca` must be True, False or None (the default), got {spatial_pca!r}."
+    if not isinstance(spatial_pca, bool | np.bool_):
+        msg = f"`spatial_pca` must be True (the default) or False, got {spatial_pca!r}."
         raise TypeError(msg)
     if isinstance(n_clusters, float) and clustering_method not in GRAPH_METHODS:
         msg = f"A float `n_clusters` is a resolution, which only 'leiden'/'louvain' take; pass an int for {clustering_method!r}."

@@ -10,6 +10,19 @@ import pandas as pd
 if TYPE_CHECKING:
     from anndata import AnnData
 
+#: The depth counts are normalised to on a lattice (spots, bins), as in scanpy's tutorials and the reference.
+SPOT_DEPTH = 1e4
+
+#: The cells' own principal components, among which single cells take the axes of their neighbourhoods.
+CELL_PCS = 50
+
+
+def median_depth(x: Any) -> float:
+    """The median total count of the spots (or cells) with any count: scanpy's default ``normalize_total`` target."""
+    totals = np.asarray(x.sum(axis=1), dtype=np.float64).reshape(-1)
+    totals = totals[totals > 0]
+    return float(np.median(totals)) if totals.size else SPOT_DEPTH
+
 
 def transcriptomics_pca(
     adata: AnnData,
@@ -18,15 +31,19 @@ def transcriptomics_pca(
     n_top_genes: int,
     random_state: int,
     smoothing: tuple[np.ndarray, np.ndarray, float] | None = None,
+    cells: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """PCA of ``X`` (log1p unless logged, highly variable genes, centred, not scaled) computed on a copy.
 
     Genes are not scaled to unit variance: on sparse spot data that would give a gene seen in a few spots,
-    whose variance is mostly counting noise, the weight of a layer marker (see the method page). With
+    whose variance is mostly counting noise, the weight of a layer marker (see the method page). Integer counts
+    are first normalised to :data:`SPOT_DEPTH` per spot, or with ``cells`` to the cells' median depth. With
     ``smoothing = (positions, samples, sigma)`` the axes are those of the expression averaged over each spot's
     neighbourhood (:func:`aestetik._space._smoothing.smoothed_principal_axes`) and every spot's own expression is
-    projected onto them; without, scanpy's PCA. Also returns the transform (genes, normalisation, highly variable
-    genes, mean and loadings) that :func:`aestetik._model._transforms.project_expression` applies to new sections.
+    projected onto them; with ``cells`` too, those axes are taken among the cells' own first :data:`CELL_PCS`
+    principal components (a cell's expression is its type; its domain is the mix of types around it). Without
+    ``smoothing``, scanpy's PCA. Also returns the transform (genes, normalisation, highly variable genes, mean
+    and loadings) that :func:`aestetik._model._transforms.project_expression` applies to new sections.
     """
     import scanpy as sc
     from anndata import AnnData
@@ -43,9 +60,10 @@ def transcriptomics_pca(
         raise ValueError(msg)
     log1p = "log1p" not in adata.uns
     normalize = bool(log1p and values.size and np.all(values == np.round(values)))
+    target_sum = (median_depth(tmp.X) if cells else SPOT_DEPTH) if normalize else SPOT_DEPTH
     if log1p:
         if normalize:
-            sc.pp.normalize_total(tmp, target_sum=1e4)
+            sc.pp.normalize_total(tmp, target_sum=target_sum)
         sc.pp.log1p(tmp)
     genes = np.asarray(adata.var_names, dtype=object).astype(str)
     hvg = np.arange(tmp.n_vars)
@@ -60,6 +78,15 @@ def transcriptomics_pca(
         sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
         components = np.asarray(tmp.varm["PCs"], dtype=np.float64)
         pcs = tmp.obsm["X_pca"]
+    elif cells and n_comps < min(CELL_PCS, tmp.n_vars - 1, tmp.n_obs - 1):
+        from aestetik._space._smoothing import smoothed_principal_axes
+
+        positions, samples, sigma = smoothing
+        sc.pp.pca(tmp, n_comps=min(CELL_PCS, tmp.n_vars - 1, tmp.n_obs - 1), random_state=random_state)
+        own = np.asarray(tmp.obsm["X_pca"], dtype=np.float64)  # the cells' PCs, centred
+        axes = smoothed_principal_axes(own, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state)
+        components = np.asarray(tmp.varm["PCs"], dtype=np.float64) @ axes
+        pcs = own @ axes
     else:
         from aestetik._space._smoothing import smoothed_principal_axes
 
@@ -72,7 +99,7 @@ def transcriptomics_pca(
         "genes": genes,
         "hvg": hvg.astype(np.int64),
         "normalize": normalize,
-        "target_sum": 1e4,
+        "target_sum": float(target_sum),
         "log1p": bool(log1p),
         "mean": mean,
         "components": components,

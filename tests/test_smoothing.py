@@ -159,14 +159,14 @@ def test_single_cells_take_the_neighbourhood_axes_among_their_own_pcs():
     rates = rng.gamma(1.0, 1.0, size=(4, g)) * np.sqrt([1, 2, 4, 8])[:, None]
     counts = rng.poisson(rates[quadrant] * rng.uniform(1, 4, size=(n, 1))).astype(np.float64)
     counts[counts.sum(1) == 0, 0] = 1
-    got, transform = transcriptomics_pca(
-        ad.AnnData(counts.astype(np.float32)),
-        n_comps=3,
-        n_top_genes=5000,
-        random_state=0,
-        smoothing=(pos, samples, sigma),
-        cells=True,
-    )
+
+    def pcs(cells: bool):
+        data = ad.AnnData(counts.astype(np.float32))
+        return transcriptomics_pca(
+            data, n_comps=3, n_top_genes=5000, random_state=0, smoothing=(pos, samples, sigma), cells=cells
+        )
+
+    got, transform = pcs(cells=True)
     depth = np.median(counts.sum(1))
     assert transform["target_sum"] == pytest.approx(depth)
     # by hand: dense SVDs of the normalised cells, then of their neighbourhood average within their first 50 PCs
@@ -180,13 +180,7 @@ def test_single_cells_take_the_neighbourhood_axes_among_their_own_pcs():
     # the transform takes every cell's own expression to its values, as for new sections
     np.testing.assert_allclose((x - transform["mean"]) @ transform["components"], got, atol=1e-3)
     # without cells: counts to 10^4 and the axes among the genes themselves
-    spots, spot_transform = transcriptomics_pca(
-        ad.AnnData(counts.astype(np.float32)),
-        n_comps=3,
-        n_top_genes=5000,
-        random_state=0,
-        smoothing=(pos, samples, sigma),
-    )
+    spots, spot_transform = pcs(cells=False)
     assert spot_transform["target_sum"] == 1e4
     assert not np.allclose(np.abs(spots), np.abs(got), atol=1e-2)
 

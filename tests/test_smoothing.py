@@ -196,6 +196,10 @@ def test_single_cells_default_to_their_neighbourhood_axes():
     assert record["transforms"]["transcriptomics"]["target_sum"] == pytest.approx(depth)
     truth = adata.obs["ground_truth"].astype(str).to_numpy()
     assert adjusted_rand_score(truth, cells.obs["aestetik_transcriptomics_cluster"]) > 0.8
+    # the same cells projected with that model (its depth and composed loadings) get the same PCs and input
+    again = ae.pp.prepare(adata, coords="cells", reference=cells, copy=True)
+    np.testing.assert_allclose(again.obsm["X_pca"], cells.obsm["X_pca"], atol=1e-4)
+    np.testing.assert_allclose(again.obsm["aestetik_input"], cells.obsm["aestetik_input"], atol=1e-4)
     # False: scanpy's PCA of the cells at their median depth
     plain = ae.pp.prepare(adata, n_clusters=4, coords="cells", spatial_pca=False, copy=True)
     assert plain.uns["aestetik"]["prepare"]["params"]["spatial_pca"] is False

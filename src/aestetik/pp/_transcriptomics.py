@@ -10,7 +10,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from anndata import AnnData
 
-#: The depth counts are normalised to on a lattice (spots, bins), as in scanpy's tutorials and the reference.
+#: The depth that counts of spots (on a lattice) are normalised to, as in scanpy's tutorials.
 SPOT_DEPTH = 1e4
 
 #: The cells' own principal components, among which single cells take the axes of their neighbourhoods.

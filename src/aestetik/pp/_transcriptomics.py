@@ -60,7 +60,7 @@ def transcriptomics_pca(
         raise ValueError(msg)
     log1p = "log1p" not in adata.uns
     normalize = bool(log1p and values.size and np.all(values == np.round(values)))
-    target_sum = (median_depth(tmp.X) if cells else SPOT_DEPTH) if normalize else SPOT_DEPTH
+    target_sum = median_depth(tmp.X) if cells and normalize else SPOT_DEPTH
     if log1p:
         if normalize:
             sc.pp.normalize_total(tmp, target_sum=target_sum)
@@ -72,29 +72,31 @@ def transcriptomics_pca(
         sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=n_top)
         hvg = np.flatnonzero(tmp.var["highly_variable"].to_numpy())
         tmp = tmp[:, hvg].copy()
-    n_comps = min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1)
+    limit = min(tmp.n_vars - 1, tmp.n_obs - 1)
+    n_comps = min(n_comps, limit)
     mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).reshape(-1)
     if smoothing is None:
         sc.pp.pca(tmp, n_comps=n_comps, random_state=random_state)
         components = np.asarray(tmp.varm["PCs"], dtype=np.float64)
         pcs = tmp.obsm["X_pca"]
-    elif cells and n_comps < min(CELL_PCS, tmp.n_vars - 1, tmp.n_obs - 1):
-        from aestetik._space._smoothing import smoothed_principal_axes
-
-        positions, samples, sigma = smoothing
-        sc.pp.pca(tmp, n_comps=min(CELL_PCS, tmp.n_vars - 1, tmp.n_obs - 1), random_state=random_state)
-        own = np.asarray(tmp.obsm["X_pca"], dtype=np.float64)  # the cells' PCs, centred
-        axes = smoothed_principal_axes(own, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state)
-        components = np.asarray(tmp.varm["PCs"], dtype=np.float64) @ axes
-        pcs = own @ axes
     else:
         from aestetik._space._smoothing import smoothed_principal_axes
 
         positions, samples, sigma = smoothing
-        components = smoothed_principal_axes(
-            tmp.X, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
-        )
-        pcs = np.asarray(tmp.X @ components, dtype=np.float64) - mean @ components
+        width = min(CELL_PCS, limit)
+        if cells and n_comps < width:  # the cells' own PCs first, then the neighbourhood axes among them
+            sc.pp.pca(tmp, n_comps=width, random_state=random_state)
+            own = np.asarray(tmp.obsm["X_pca"], dtype=np.float64)  # centred
+            axes = smoothed_principal_axes(
+                own, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
+            )
+            components = np.asarray(tmp.varm["PCs"], dtype=np.float64) @ axes
+            pcs = own @ axes
+        else:
+            components = smoothed_principal_axes(
+                tmp.X, positions, samples, sigma=sigma, n_comps=n_comps, random_state=random_state
+            )
+            pcs = np.asarray(tmp.X @ components, dtype=np.float64) - mean @ components
     transform = {
         "genes": genes,
         "hvg": hvg.astype(np.int64),

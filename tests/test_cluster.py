@@ -101,7 +101,9 @@ def test_mixture_with_empty_components_is_relabelled(monkeypatch):
     used = np.array([4, 1, 1, 4, 4, 1, 1, 4])
     proba = np.linspace(0.5, 1.0, 8)
     monkeypatch.setattr(
-        _clustering, "_bgm", lambda x, k, seed, fit_rows=None, n_jobs=1, n_components=None, inits=None: (used, proba)
+        _clustering,
+        "_bgm",
+        lambda x, k, seed, fit_rows=None, n_jobs=1, n_components=None, inits=None: (used, proba, 1.0),
     )
     res = cluster_features(np.zeros((8, 2)), 6, method="bgm")
     np.testing.assert_array_equal(res.labels, [1, 0, 0, 1, 1, 0, 0, 1])
@@ -292,6 +294,65 @@ def test_bgm_keeps_the_initialisation_with_the_higher_bound():
     res = cluster_features(x, 4, method="bgm")
     np.testing.assert_array_equal(res.labels, fits["kmeans"].predict(x))
     assert adjusted_rand_score(truth, res.labels) == 1.0
+
+
+def test_bgm_agreement_is_the_ari_of_the_two_best_starts(monkeypatch):
+    """The agreement against a plain computation: every start fitted by hand, the two with the highest bounds
+    merged into clusters, their ARI. Separated blobs: the two best starts agree; structureless noise: they cut it
+    differently, and the pseudo-labels warn that they are not settled."""
+    from sklearn.mixture import BayesianGaussianMixture
+
+    from aestetik._domains import _pseudo_labels
+    from aestetik._domains._pseudo_labels import UNSETTLED_AGREEMENT, pseudo_labels
+
+    logged = []
+    monkeypatch.setattr(_pseudo_labels.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+
+    rng = np.random.default_rng(0)
+    blobs = np.repeat(rng.normal(size=(3, 4)) * 10, 60, axis=0) + rng.normal(size=(180, 4))
+    noise = rng.normal(size=(180, 4))
+    inits = (("random", 6), ("kmeans", 1))
+    found = {}
+    for name, x in (("blobs", blobs), ("noise", noise)):
+        fits = []
+        for init, n in inits:
+            stream = np.random.RandomState(0)  # the random starts read one stream in turn, as sklearn's n_init
+            for _ in range(n):
+                fits.append(
+                    BayesianGaussianMixture(
+                        n_components=4, init_params=init, covariance_type="tied", max_iter=1000, random_state=stream
+                    ).fit(x)
+                )
+        best, second = sorted(fits, key=lambda f: -float(np.ravel(f.lower_bound_)[-1]))[:2]
+
+        def merged(f, x=x):
+            groups = _mixture.merge_components(f.means_, f.covariances_, f.weights_, 3)
+            return groups[f.predict_proba(x).argmax(axis=1)]
+
+        res = cluster_features(x, 3, method="bgm", n_components=4, bgm_inits=inits)
+        assert adjusted_rand_score(res.labels, merged(best)) == 1.0
+        assert res.agreement == pytest.approx(adjusted_rand_score(merged(best), merged(second)))
+        found[name] = res.agreement
+    assert found["blobs"] == 1.0
+    assert found["noise"] < UNSETTLED_AGREEMENT
+    assert cluster_features(blobs, 3, method="bgm", bgm_inits=(("kmeans", 1),)).agreement is None
+    assert cluster_features(blobs, 3, method="kmeans").agreement is None
+    grid = np.stack(np.meshgrid(np.arange(18), np.arange(10)), axis=-1).reshape(-1, 2).astype(float)
+    for x, warned in ((blobs, False), (noise, True)):
+        logged.clear()
+        pseudo_labels(
+            x,
+            grid,
+            np.zeros(180, int),
+            n_clusters=3,
+            method="bgm",
+            sigma=0,
+            random_state=0,
+            n_components=4,
+            mixture_starts=6,
+            name="`adata.obsm['X_pca']`",
+        )
+        assert any("are not settled" in m for m in logged) == warned
 
 
 def test_bgm_gives_up_after_retries(monkeypatch):

@@ -225,8 +225,12 @@ def test_prepare_mixture_components_and_starts(monkeypatch):
     positions = physical_positions(adata.obsm["aestetik_lattice"], "hex")
     sigma = adata.uns["aestetik"]["prepare"]["params"]["pseudo_label_smoothing"]  # the default for this section
     x = gaussian_smooth(adata.obsm["X_pca"].astype(np.float32), positions, np.zeros(adata.n_obs, np.int32), sigma=sigma)
-    expected = real(x, 3, n_components=4, bgm_inits=inits).labels
-    np.testing.assert_array_equal(adata.obs["aestetik_transcriptomics_cluster"].astype(int), expected)
+    expected = real(x, 3, n_components=4, bgm_inits=inits)
+    np.testing.assert_array_equal(adata.obs["aestetik_transcriptomics_cluster"].astype(int), expected.labels)
+    # with the agreement of the mixture's two best starts recorded per modality
+    agreement = rec["pseudo_label_agreement"]
+    assert set(agreement) == {"transcriptomics", "morphology"}
+    assert agreement["transcriptomics"] == pytest.approx(expected.agreement)
     calls.clear()
     ae.pp.prepare(adata, morphology_key=None, n_clusters=3, clustering_method="kmeans")
     assert calls[0][:2] == (3, None)

@@ -97,6 +97,9 @@ class ClusterResult:
         Number of distinct labels found.
     method
         The method that made ``labels``: the one asked for, or for ``'auto'`` the one it kept.
+    agreement
+        ``bgm`` with several starts: the adjusted Rand index between the clusters of the two starts with the
+        highest lower bounds (see :func:`~aestetik._domains._mixture._bgm`), else ``None``.
     """
 
     labels: np.ndarray
@@ -104,6 +107,7 @@ class ClusterResult:
     resolution: float | None
     n_clusters: int
     method: str = ""
+    agreement: float | None = None
 
 
 def cluster_features(
@@ -152,7 +156,7 @@ def cluster_features(
         )
         raise ValueError(msg)
 
-    proba = resolution = None
+    proba = resolution = agreement = None
     used = "spectral" if method == "auto" else method
     limit = MAX_FIT_SPOTS.get(method, 0) if max_fit_spots is None else int(max_fit_spots)
     fit_rows = None
@@ -160,7 +164,7 @@ def cluster_features(
         rng = np.random.default_rng(random_state)
         fit_rows = np.sort(rng.choice(x.shape[0], size=limit, replace=False))
     if method == "bgm":
-        labels, proba = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs, n_components, bgm_inits)
+        labels, proba, agreement = _bgm(x, int(n_clusters), random_state, fit_rows, n_jobs, n_components, bgm_inits)
     elif method == "kmeans":
         labels = _kmeans(x, int(n_clusters), random_state, fit_rows)
     else:  # the graph methods and spectral clustering: cut the subsample, label the rest by neighbours
@@ -183,7 +187,9 @@ def cluster_features(
     found = int(labels.max()) + 1 if labels.size else 0
     if is_int and method not in GRAPH_METHODS and found < n_clusters:
         logg.warning(f"{method} left {n_clusters - found} of {n_clusters} clusters empty; found {found}.")
-    return ClusterResult(labels=labels, proba=proba, resolution=resolution, n_clusters=found, method=used)
+    return ClusterResult(
+        labels=labels, proba=proba, resolution=resolution, n_clusters=found, method=used, agreement=agreement
+    )
 
 
 def _spectral_or_kmeans(

@@ -38,19 +38,33 @@ def _bgm(
     n_jobs: int = 1,
     n_components: int | None = None,
     inits: tuple[tuple[str, int], ...] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of ``inits`` (see :func:`best_bgm`).
 
     With ``n_components > n_clusters`` the mixture has ``n_components`` components, which
     :func:`merge_components` joins into ``n_clusters`` clusters; a spot's cluster is the one with the largest
-    summed posterior, its confidence that sum.
+    summed posterior, its confidence that sum. Returns the clusters, the confidences and the agreement of the
+    clusters of the two starts with the highest lower bounds (their adjusted Rand index over the rows of ``x``;
+    ``None`` with a single start): 1 when the runner-up found the same clusters, low when the mixture's objective
+    barely tells two different partitions apart, so that another ``random_state`` may give the other.
     """
+    from sklearn.metrics import adjusted_rand_score
+
     data = x if fit_rows is None else x[fit_rows]
     n_components = n_clusters if n_components is None else int(n_components)
-    bgm = best_bgm(data, n_components, random_state, n_jobs=n_jobs, inits=inits)
+    bgm, runner_up = best_bgm(data, n_components, random_state, n_jobs=n_jobs, inits=inits, runner_up=True)
+    labels, proba = _clusters(bgm, x, n_clusters)
+    agreement = None
+    if runner_up is not None:
+        agreement = float(adjusted_rand_score(labels, _clusters(runner_up, x, n_clusters)[0]))
+    return labels, proba, agreement
+
+
+def _clusters(bgm, x: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cluster of every row of ``x`` under the fitted mixture ``bgm`` (components merged), and its posterior."""
     posterior = bgm.predict_proba(x)
-    if n_components == n_clusters:
-        return bgm.predict(x), posterior.max(axis=1)
+    if posterior.shape[1] == n_clusters:
+        return posterior.argmax(axis=1), posterior.max(axis=1)
     groups = merge_components(bgm.means_, bgm.covariances_, bgm.weights_, n_clusters)
     merged = np.zeros((x.shape[0], n_clusters), dtype=posterior.dtype)
     np.add.at(merged.T, groups, posterior.T)
@@ -104,10 +118,12 @@ def best_bgm(
     *,
     n_jobs: int = 1,
     inits: tuple[tuple[str, int], ...] | None = None,
+    runner_up: bool = False,
 ):
     """The fitted mixture with the highest lower bound over the starts of ``inits``, in ``n_jobs`` processes.
 
-    ``inits``: ``(init_params, n_init)`` pairs, default :data:`BGM_INITS`.
+    ``inits``: ``(init_params, n_init)`` pairs, default :data:`BGM_INITS`. With ``runner_up=True``, a pair: that
+    mixture and the start with the next highest bound (``None`` when there is a single start).
 
     Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
     responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
@@ -156,7 +172,11 @@ def best_bgm(
             "Bayesian Gaussian mixture: Best performing initialization did not converge. Try different init "
             "parameters, or increase max_iter, tol, or check for degenerate data."
         )
-    return fits[max(entry_best, key=lambda i: _lower_bound(fits[i]))]
+    best = max(entry_best, key=lambda i: _lower_bound(fits[i]))
+    if not runner_up:
+        return fits[best]
+    others = [i for i in range(len(fits)) if i != best]
+    return fits[best], (fits[max(others, key=lambda i: _lower_bound(fits[i]))] if others else None)
 
 
 def _start_threads() -> int:

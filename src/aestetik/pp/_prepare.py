@@ -235,8 +235,11 @@ def prepare(
         Only when ``morphology_key='auto'`` computed them from the image (see :func:`aestetik.pp.morphology`).
     `adata.uns[key_added]['prepare']` : dict
         ``params`` (with ``reference``: where it came from, ``''`` without), the sizes ``fit`` needs,
-        ``pseudo_labels`` (``False`` with ``reference``), ``morphology_skipped`` (the images ``'auto'`` left out
-        for spots under 10 px, ``''`` when none) and ``transforms``: ``minmax_lo`` / ``minmax_hi``
+        ``pseudo_labels`` (``False`` with ``reference``), ``pseudo_label_agreement`` (per modality with
+        ``clustering_method='bgm'``: the adjusted Rand index between the pseudo-labels of the mixture's two best
+        starts; a warning is logged below 0.5, where another ``random_state`` may give other pseudo-labels and
+        domains), ``morphology_skipped`` (the images ``'auto'`` left out for spots under 10 px, ``''`` when none)
+        and ``transforms``: ``minmax_lo`` / ``minmax_hi``
         (per sample and channel), ``transcriptomics`` (when the PCA was computed here: ``genes``, ``hvg`` (their
         indices), ``normalize``, ``target_sum``, ``log1p``, ``mean``, ``components``) and ``morphology`` (when
         it came from :func:`aestetik.pp.morphology`: its ``params`` and ``transform``).

@@ -106,6 +106,11 @@ def write_prepared(
         "morphology_computed": bool(p.morphology_computed),
         "morphology_skipped": "; ".join(p.skipped),
         "morphology_coherence": p.coherence,
+        "pseudo_label_agreement": {
+            name: float(res.agreement)
+            for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
+            if res is not None and res.agreement is not None
+        },
         "lattice_type": p.layout.kind,
         "lattice": p.layout.record,
         "samples": np.asarray(p.sample_names, dtype=object).astype(str),

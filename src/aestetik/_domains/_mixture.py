@@ -64,7 +64,7 @@ def _clusters(bgm, x: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarr
     """The cluster of every row of ``x`` under the fitted mixture ``bgm`` (components merged), and its posterior."""
     posterior = bgm.predict_proba(x)
     if posterior.shape[1] == n_clusters:
-        return posterior.argmax(axis=1), posterior.max(axis=1)
+        return bgm.predict(x), posterior.max(axis=1)
     groups = merge_components(bgm.means_, bgm.covariances_, bgm.weights_, n_clusters)
     merged = np.zeros((x.shape[0], n_clusters), dtype=posterior.dtype)
     np.add.at(merged.T, groups, posterior.T)

@@ -290,3 +290,63 @@ def test_consensus_bad_input_leaves_adata_unchanged(prepared, edit, kwargs, erro
 def test_consensus_refuses_view(prepared):
     with pytest.raises(ValueError, match="view"):
         ae.tl.consensus(prepared[:100], **RUN)
+
+
+# ---------------------------------------------------------------- pseudo-labels per run
+
+
+def test_prepare_arguments_reproduce_the_prepare_call():
+    """The recorded arguments, called again with the same seed on a copy, give the same inputs and pseudo-labels;
+    with the spatial lattice (coords=None) and with the mixture's defaults resolved."""
+    from aestetik.tl._consensus import prepare_arguments
+
+    adata = make_small()
+    del adata.obs["array_row"], adata.obs["array_col"]  # the lattice comes from the positions
+    ae.pp.prepare(adata, morphology_key="X_morphology", n_clusters=3, coords=None, random_state=2)
+    args = prepare_arguments(adata.uns["aestetik"]["prepare"], "aestetik")
+    assert args["coords"] is None
+    assert args["morphology_key"] == "X_morphology"
+    assert args["mixture_components"] == 4
+    again = ae.pp.prepare(adata, **args, random_state=2, copy=True)
+    for key in ("aestetik_input", "aestetik_grid", "aestetik_lattice"):
+        np.testing.assert_array_equal(again.obsm[key], adata.obsm[key])
+    for key in ("aestetik_transcriptomics_cluster", "aestetik_morphology_cluster"):
+        pd.testing.assert_series_equal(again.obs[key], adata.obs[key])
+    assert again.uns["aestetik"]["prepare"]["params"] == adata.uns["aestetik"]["prepare"]["params"]
+
+
+def test_consensus_varies_the_pseudo_labels(prepared, monkeypatch):
+    """Every run prepares again with its own seed, on a copy: its pseudo-labels are those of prepare with that seed,
+    the input's stay as they were, and the record says so."""
+    from aestetik.tl import _consensus
+
+    adata = prepared.copy()
+    before = adata.obs["aestetik_transcriptomics_cluster"].copy()
+    seen = []
+    real = _consensus.fit_prepared
+
+    def recorded(inputs, **kwargs):
+        seen.append((kwargs["random_state"], inputs.labels_transcriptomics.copy()))
+        return real(inputs, **kwargs)
+
+    monkeypatch.setattr(_consensus, "fit_prepared", recorded)
+    ae.tl.consensus(adata, **{**RUN, "random_state": 5}, vary_pseudo_labels=True)
+    assert [seed for seed, _ in seen] == [5, 6, 7]
+    args = _consensus.prepare_arguments(prepared.uns["aestetik"]["prepare"], "aestetik")
+    for seed, labels in seen:
+        expected = ae.pp.prepare(prepared, **args, random_state=seed, copy=True)
+        np.testing.assert_array_equal(labels, expected.obs["aestetik_transcriptomics_cluster"].to_numpy())
+    pd.testing.assert_series_equal(adata.obs["aestetik_transcriptomics_cluster"], before)
+    assert adata.uns["aestetik"]["consensus"]["params"]["vary_pseudo_labels"] is True
+    assert adata.obsm["aestetik_seed_labels"].shape == (adata.n_obs, 3)
+
+
+def test_consensus_cannot_vary_a_projected_section(prepared):
+    model = prepared.copy()
+    ae.tl.fit(model, **FIT, show_progress_bar=False)
+    new = make_small()
+    ae.pp.prepare(new, morphology_key="X_morphology", reference=model)
+    before = snapshot(new)
+    with pytest.raises(ValueError, match="vary_pseudo_labels=False"):
+        ae.tl.consensus(new, **RUN, vary_pseudo_labels=True)
+    assert_same(before, snapshot(new))

@@ -49,6 +49,7 @@ def consensus(
     method: Literal["auto", "bgm", "kmeans", "leiden", "louvain", "spectral"] = "auto",
     refine: bool = True,
     random_state: int = 0,
+    vary_pseudo_labels: bool = False,
     fit_kwargs: Mapping[str, Any] | None = None,
     cluster_kwargs: Mapping[str, Any] | None = None,
     prepare_key: str = "aestetik",
@@ -67,6 +68,14 @@ def consensus(
     and training record of the reference run are kept, so :func:`aestetik.pl.loss` and :func:`aestetik.tl.cluster`
     work as after a single :func:`aestetik.tl.fit`. Nothing is written when any run fails.
 
+    With ``vary_pseudo_labels=True`` every run also computes its own pseudo-labels: :func:`aestetik.pp.prepare` runs
+    again with the run's seed and the arguments it recorded, on a copy of ``adata`` (one at a time; the
+    representations it computed are reused), so the runs differ in their pseudo-labels as well as in their training.
+    On a section where the pseudo-labels change with the seed (:func:`aestetik.pp.prepare` warns when its mixture's
+    two best starts disagree; the legacy ST sections of a few hundred spots), this is where most of the spread
+    between seeds comes from, and the consensus of whole runs is the steadier answer (see the benchmarks page).
+    ``adata``'s own pseudo-labels and inputs are left as they are.
+
     Parameters
     ----------
     {adata}
@@ -81,6 +90,9 @@ def consensus(
         Spatially refine every run's domains (see :func:`aestetik.tl.cluster`).
     random_state
         Seed of the first run; run ``i`` uses ``random_state + i``.
+    vary_pseudo_labels
+        Recompute the pseudo-labels in every run with its seed (see above); ``False`` trains every run on the
+        pseudo-labels of ``adata``.
     fit_kwargs
         Further arguments of :func:`aestetik.tl.fit` (e.g. ``{'max_epochs': 50}``).
     cluster_kwargs
@@ -108,9 +120,9 @@ def consensus(
     `adata.uns[key_added]['fit']` : dict
         The :func:`aestetik.tl.fit` record of the reference run.
     `adata.uns[key_added]['consensus']` : dict
-        ``params``, ``seeds``, ``ari`` (pairwise ARI between the runs, n_seeds x n_seeds), ``mean_ari`` and
-        ``min_ari`` (over distinct pairs), ``reference`` (index of the medoid run) and ``reference_seed``,
-        ``n_clusters`` (domains per run, asked), ``n_domains`` (consensus domains), ``mean_confidence`` and, when
+        ``params`` (with ``vary_pseudo_labels``), ``seeds``, ``ari`` (pairwise ARI between the runs, n_seeds x
+        n_seeds), ``mean_ari`` and ``min_ari`` (over distinct pairs), ``reference`` (index of the medoid run) and
+        ``reference_seed``, ``n_clusters`` (domains per run, asked), ``n_domains`` (consensus domains), ``mean_confidence`` and, when
         ``n_clusters`` was chosen, ``stability`` (see :func:`aestetik.tl.cluster`). Draw it with
         :func:`aestetik.pl.consensus`.
 
@@ -129,6 +141,7 @@ def consensus(
     assert_not_view(adata, copy=copy)
     prepared = read_prepared(adata, prepare_key)
     assert_int(minimum=2, n_seeds=n_seeds)
+    prepare_args = prepare_arguments(prepared.record, prepare_key) if vary_pseudo_labels else None
     if isinstance(n_clusters, float | np.floating):
         msg = "`aestetik.tl.consensus` needs the same number of domains in every run: pass an int, not a resolution."
         raise TypeError(msg)
@@ -161,7 +174,10 @@ def consensus(
     stability = None
     for i, seed in enumerate(seeds):
         logg.info(f"    run {i + 1}/{n_seeds} (seed {seed})")
-        fitted, embedding = fit_prepared(prepared, random_state=seed, **fit_args)
+        inputs = prepared
+        if prepare_args is not None:
+            inputs = _prepared_again(adata, prepare_args, prepare_key, seed)
+        fitted, embedding = fit_prepared(inputs, random_state=seed, **fit_args)
         assert_finite(embedding, where=f"The embedding of seed {seed}")
         domains = find_domains(
             embedding,
@@ -192,6 +208,7 @@ def consensus(
         "method": method,
         "refine": bool(refine),
         "random_state": int(random_state),
+        "vary_pseudo_labels": bool(vary_pseudo_labels),
         "prepare_key": prepare_key,
         "fit_kwargs": h5ad_value(fit_kw),
         "cluster_kwargs": h5ad_value(cluster_kw),
@@ -239,3 +256,49 @@ def consensus(
         ),
     )
     return adata if copy else None
+
+
+def prepare_arguments(record: Mapping[str, Any], prepare_key: str) -> dict[str, Any]:
+    """The arguments of the :func:`aestetik.pp.prepare` call that wrote ``record`` (its ``uns[key]['prepare']``).
+
+    Without ``random_state`` and ``copy``; the morphology is the one that call used (``'auto'`` resolved). Raises
+    for a section projected into a reference, which has no pseudo-labels of its own.
+    """
+    p = record["params"]
+    if not bool(record.get("pseudo_labels", True)) or str(p.get("reference", "")):
+        msg = (
+            f"`adata.uns[{prepare_key!r}]['prepare']` was projected into a reference and has no pseudo-labels of its "
+            "own to vary; use `vary_pseudo_labels=False`."
+        )
+        raise ValueError(msg)
+    source = str(record["lattice"]["source"])
+    columns = [str(c) for c in np.asarray(p["coords"]).ravel()]
+    coords: Any = "cells" if source == "cells" else (tuple(columns) if source == "obs" else None)
+    n_clusters = p["n_clusters"]  # an int, or a resolution for the graph methods
+    n_clusters = int(n_clusters) if isinstance(n_clusters, int | np.integer) else float(n_clusters)
+    return {
+        "transcriptomics_key": str(p["transcriptomics_key"]),
+        "morphology_key": str(p["morphology_key"]) or None,
+        "n_clusters": n_clusters,
+        "clustering_method": str(p["clustering_method"]),
+        "window_size": int(p["window_size"]),
+        "spatial_key": str(p["spatial_key"]),
+        "coords": coords,
+        "batch_key": str(p["batch_key"]) or None,
+        "n_comps": int(p["n_comps"]),
+        "n_top_genes": int(p["n_top_genes"]),
+        "spatial_pca": bool(p["spatial_pca"]),
+        "pseudo_label_smoothing": float(p["pseudo_label_smoothing"]),
+        "mixture_components": int(p["mixture_components"]) or None,
+        "mixture_starts": int(p["mixture_starts"]),
+        "key_added": prepare_key,
+    }
+
+
+def _prepared_again(adata: AnnData, args: Mapping[str, Any], prepare_key: str, seed: int):
+    """:func:`aestetik.pp.prepare` with ``args`` and ``random_state=seed`` on a copy of ``adata``, read back."""
+    from aestetik.pp import prepare
+
+    again = adata.copy()
+    prepare(again, **args, random_state=seed)
+    return read_prepared(again, prepare_key)

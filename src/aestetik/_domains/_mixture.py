@@ -5,7 +5,7 @@ Semantics follow the reference implementation (``aestetik.utils.utils_clustering
 ``max_iter=1000``), plus one k-means-initialised fit; the fit with the highest lower bound wins (see
 :data:`BGM_INITS`). The posterior of the assigned component is returned as confidence. The starts are fitted one
 by one, each with one BLAS thread: side by side in threads of this process, or in worker processes if asked
-(:func:`best_bgm`); an ill-conditioned covariance is retried with a larger ``reg_covar``
+(:func:`ranked_bgm`); an ill-conditioned covariance is retried with a larger ``reg_covar``
 (:data:`BGM_REG_COVAR_RETRIES`).
 """
 
@@ -39,7 +39,7 @@ def _bgm(
     n_components: int | None = None,
     inits: tuple[tuple[str, int], ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of ``inits`` (see :func:`best_bgm`).
+    """Bayesian Gaussian mixture (fitted on ``fit_rows`` if given) with the best of ``inits`` (see :func:`ranked_bgm`).
 
     With ``n_components > n_clusters`` the mixture has ``n_components`` components, which
     :func:`merge_components` joins into ``n_clusters`` clusters; a spot's cluster is the one with the largest
@@ -52,7 +52,7 @@ def _bgm(
 
     data = x if fit_rows is None else x[fit_rows]
     n_components = n_clusters if n_components is None else int(n_components)
-    bgm, runner_up = best_bgm(data, n_components, random_state, n_jobs=n_jobs, inits=inits, runner_up=True)
+    bgm, runner_up = ranked_bgm(data, n_components, random_state, n_jobs=n_jobs, inits=inits)
     labels, proba = _clusters(bgm, x, n_clusters)
     agreement = None
     if runner_up is not None:
@@ -118,12 +118,23 @@ def best_bgm(
     *,
     n_jobs: int = 1,
     inits: tuple[tuple[str, int], ...] | None = None,
-    runner_up: bool = False,
 ):
-    """The fitted mixture with the highest lower bound over the starts of ``inits``, in ``n_jobs`` processes.
+    """The fitted mixture with the highest lower bound over the starts of ``inits`` (see :func:`ranked_bgm`)."""
+    return ranked_bgm(x, n_clusters, random_state, n_jobs=n_jobs, inits=inits)[0]
 
-    ``inits``: ``(init_params, n_init)`` pairs, default :data:`BGM_INITS`. With ``runner_up=True``, a pair: that
-    mixture and the start with the next highest bound (``None`` when there is a single start).
+
+def ranked_bgm(
+    x: np.ndarray,
+    n_clusters: int,
+    random_state: int,
+    *,
+    n_jobs: int = 1,
+    inits: tuple[tuple[str, int], ...] | None = None,
+) -> tuple[Any, Any | None]:
+    """The mixture with the highest lower bound over the starts of ``inits``, and the start with the next highest.
+
+    The runner-up is ``None`` when there is a single start. ``inits``: ``(init_params, n_init)`` pairs, default
+    :data:`BGM_INITS`; the starts are fitted in ``n_jobs`` processes.
 
     Every start is fitted on its own (``n_init=1``): random start ``s`` of an ``(init, n_init)`` entry draws its
     responsibilities from ``RandomState(random_state)`` after skipping the ``s`` draws of the starts before it,
@@ -173,8 +184,6 @@ def best_bgm(
             "parameters, or increase max_iter, tol, or check for degenerate data."
         )
     best = max(entry_best, key=lambda i: _lower_bound(fits[i]))
-    if not runner_up:
-        return fits[best]
     others = [i for i in range(len(fits)) if i != best]
     return fits[best], (fits[max(others, key=lambda i: _lower_bound(fits[i]))] if others else None)
 
@@ -231,7 +240,7 @@ def _run(function: Callable, tasks: list[tuple], n_jobs: int, threads: int = 1) 
 
 
 def _fit_bgm_start(x: np.ndarray, n_clusters: int, random_state: int, init: str, start: int, reg_covar: float):
-    """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`best_bgm`), or the error it raised.
+    """Start ``start`` of a mixture fit with ``init_params=init`` (see :func:`ranked_bgm`), or the error it raised.
 
     An ill-conditioned covariance comes back as the exception (the caller retries the group); any other error is
     raised. The caller sets one BLAS thread and silences convergence warnings (:func:`_run`); convergence is judged

@@ -350,3 +350,21 @@ def test_consensus_cannot_vary_a_projected_section(prepared):
     with pytest.raises(ValueError, match="vary_pseudo_labels=False"):
         ae.tl.consensus(new, **RUN, vary_pseudo_labels=True)
     assert_same(before, snapshot(new))
+
+
+def test_consensus_reuses_the_pseudo_labels_of_the_recorded_seed(prepared, monkeypatch):
+    """The run whose seed `prepare` already used trains on adata's own inputs (they are the same as a new call's,
+    test above); only the other runs prepare again."""
+    from aestetik.tl import _consensus
+
+    again = []
+    real = _consensus._prepared_again
+
+    def recorded(adata, args, prepare_key, seed):
+        again.append(seed)
+        return real(adata, args, prepare_key, seed)
+
+    monkeypatch.setattr(_consensus, "_prepared_again", recorded)
+    assert int(prepared.uns["aestetik"]["prepare"]["params"]["random_state"]) == 0
+    ae.tl.consensus(prepared.copy(), **RUN, vary_pseudo_labels=True)
+    assert again == [1, 2]

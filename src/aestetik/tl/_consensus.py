@@ -70,7 +70,7 @@ def consensus(
 
     With ``vary_pseudo_labels=True`` every run also computes its own pseudo-labels: :func:`aestetik.pp.prepare` runs
     again with the run's seed and the arguments it recorded, on a copy of ``adata`` (one at a time; the
-    representations it computed are reused), so the runs differ in their pseudo-labels as well as in their training.
+    representations it computed are reused; the run whose seed ``prepare`` already used trains on ``adata``'s own), so the runs differ in their pseudo-labels as well as in their training.
     On a section where the pseudo-labels change with the seed (:func:`aestetik.pp.prepare` warns when its mixture's
     two best starts disagree; the legacy ST sections of a few hundred spots), this is where most of the spread
     between seeds comes from, and the consensus of whole runs is the steadier answer (see the benchmarks page).
@@ -175,7 +175,7 @@ def consensus(
     for i, seed in enumerate(seeds):
         logg.info(f"    run {i + 1}/{n_seeds} (seed {seed})")
         inputs = prepared
-        if prepare_args is not None:
+        if prepare_args is not None and seed != int(prepared.params["random_state"]):  # else adata's own are these
             inputs = _prepared_again(adata, prepare_args, prepare_key, seed)
         fitted, embedding = fit_prepared(inputs, random_state=seed, **fit_args)
         assert_finite(embedding, where=f"The embedding of seed {seed}")

@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import aestetik as ae
 from aestetik._domains._consensus import align_labels, majority_vote, medoid, pairwise_ari, vote
+from aestetik.tl._consensus import prepare_arguments
 
 FIT = {k: v for k, v in FAST_FIT.items() if k != "show_progress_bar"}
 RUN = {"n_seeds": 3, "n_clusters": 3, "method": "kmeans", "fit_kwargs": FIT, "show_progress_bar": False}
@@ -168,12 +169,16 @@ def test_consensus_writes_everything(done, prepared):
     p = info["params"]
     assert (p["n_seeds"], p["n_clusters"], p["method"], p["refine"]) == (3, 3, "kmeans", True)
     assert p["fit_kwargs"] == FIT
-    # the reference run's fit: the same as fitting with its seed
+    # the reference run's fit: the same as preparing (by default; seed 0 is prepare's own) and fitting with its seed
     rec = adata.uns["aestetik"]["fit"]
-    assert rec["params"]["random_state"] == info["reference_seed"]
+    seed = info["reference_seed"]
+    assert rec["params"]["random_state"] == seed
+    assert p["vary_pseudo_labels"] is True
     assert "prepare" in adata.uns["aestetik"]
     single = prepared.copy()
-    ae.tl.fit(single, random_state=info["reference_seed"], **FAST_FIT)
+    if seed != 0:
+        ae.pp.prepare(single, **prepare_arguments(prepared.uns["aestetik"]["prepare"], "aestetik"), random_state=seed)
+    ae.tl.fit(single, random_state=seed, **FAST_FIT)
     np.testing.assert_array_equal(adata.obsm["X_aestetik"], single.obsm["X_aestetik"])
     # X was not needed, nothing else was added
     assert set(adata.obsm) - set(prepared.obsm) == {"X_aestetik", "aestetik_seed_labels"}
@@ -315,9 +320,11 @@ def test_prepare_arguments_reproduce_the_prepare_call():
     assert again.uns["aestetik"]["prepare"]["params"] == adata.uns["aestetik"]["prepare"]["params"]
 
 
-def test_consensus_varies_the_pseudo_labels(prepared, monkeypatch):
-    """Every run prepares again with its own seed, on a copy: its pseudo-labels are those of prepare with that seed,
-    the input's stay as they were, and the record says so."""
+@pytest.mark.parametrize("vary", [True, False])
+def test_consensus_varies_the_pseudo_labels(prepared, monkeypatch, vary):
+    """By default every run prepares again with its own seed, on a copy: its pseudo-labels are those of prepare with
+    that seed, the input's stay as they were, and the record says so. With `vary_pseudo_labels=False` every run
+    trains on the input's pseudo-labels."""
     from aestetik.tl import _consensus
 
     adata = prepared.copy()
@@ -330,25 +337,28 @@ def test_consensus_varies_the_pseudo_labels(prepared, monkeypatch):
         return real(inputs, **kwargs)
 
     monkeypatch.setattr(_consensus, "fit_prepared", recorded)
-    ae.tl.consensus(adata, **{**RUN, "random_state": 5}, vary_pseudo_labels=True)
+    ae.tl.consensus(adata, **{**RUN, "random_state": 5}, **({} if vary else {"vary_pseudo_labels": False}))
     assert [seed for seed, _ in seen] == [5, 6, 7]
     args = _consensus.prepare_arguments(prepared.uns["aestetik"]["prepare"], "aestetik")
     for seed, labels in seen:
-        expected = ae.pp.prepare(prepared, **args, random_state=seed, copy=True)
+        expected = ae.pp.prepare(prepared, **args, random_state=seed if vary else 0, copy=True)
         np.testing.assert_array_equal(labels, expected.obs["aestetik_transcriptomics_cluster"].to_numpy())
+    assert len({tuple(labels) for _, labels in seen}) == (3 if vary else 1)  # the small section's seeds differ
     pd.testing.assert_series_equal(adata.obs["aestetik_transcriptomics_cluster"], before)
-    assert adata.uns["aestetik"]["consensus"]["params"]["vary_pseudo_labels"] is True
+    assert adata.uns["aestetik"]["consensus"]["params"]["vary_pseudo_labels"] is vary
     assert adata.obsm["aestetik_seed_labels"].shape == (adata.n_obs, 3)
 
 
-def test_consensus_cannot_vary_a_projected_section(prepared):
+def test_consensus_refuses_a_projected_section(prepared):
+    """A section projected onto a model has no pseudo-labels to train on, to vary or not: the error names the fix."""
     model = prepared.copy()
     ae.tl.fit(model, **FIT, show_progress_bar=False)
     new = make_small()
     ae.pp.prepare(new, morphology_key="X_morphology", reference=model)
     before = snapshot(new)
-    with pytest.raises(ValueError, match="vary_pseudo_labels=False"):
-        ae.tl.consensus(new, **RUN, vary_pseudo_labels=True)
+    for vary in (True, False):
+        with pytest.raises(ValueError, match=r"projected onto a trained model.*tl\.embed\(adata, model=\.\.\.\)"):
+            ae.tl.consensus(new, **RUN, vary_pseudo_labels=vary)
     assert_same(before, snapshot(new))
 
 
@@ -366,5 +376,5 @@ def test_consensus_reuses_the_pseudo_labels_of_the_recorded_seed(prepared, monke
 
     monkeypatch.setattr(_consensus, "_prepared_again", recorded)
     assert int(prepared.uns["aestetik"]["prepare"]["params"]["random_state"]) == 0
-    ae.tl.consensus(prepared.copy(), **RUN, vary_pseudo_labels=True)
+    ae.tl.consensus(prepared.copy(), **RUN)
     assert again == [1, 2]

@@ -68,8 +68,8 @@ def pseudo_labels(
         logg.warning(
             f"The pseudo-labels of {name} are not settled: the mixture's two best starts give different clusters "
             f"(adjusted Rand index {res.agreement:.2f} between them), so another `random_state` may give other "
-            "pseudo-labels and other domains. Compare a few seeds, or combine whole runs: "
-            "`aestetik.tl.consensus(adata, vary_pseudo_labels=True)`."
+            "pseudo-labels and other domains. Compare a few seeds, or combine whole runs, each with its own "
+            "pseudo-labels: `aestetik.tl.consensus(adata)`."
         )
     return join_single_spots(res, x, name=name)
 

@@ -55,13 +55,7 @@ def resolve_params(
     random_state: int,
 ) -> tuple[dict[str, Any], tuple[float, float]]:
     """The resolved, checked parameters of a fit (as recorded) and the calibrated weights ``(w_t, w_m)``."""
-    if prepared.labels_transcriptomics is None:
-        msg = (
-            f"`adata.uns[{prepared.key!r}]['prepare']` was projected onto a trained model (`reference=`), which "
-            "computes no pseudo-labels to train on. Embed it with that model: `aestetik.tl.embed(adata, model=...)`; "
-            "or train on it after `aestetik.pp.prepare(adata)` without `reference`."
-        )
-        raise ValueError(msg)
+    assert_own_pseudo_labels(prepared)
     from aestetik._version import __version__
 
     if n_ensemble is None:
@@ -130,6 +124,17 @@ def resolve_params(
         "aestetik_version": __version__,
     }
     return params, weights
+
+
+def assert_own_pseudo_labels(prepared: Prepared) -> None:
+    """Raise when ``prepared`` was projected onto a trained model: it has no pseudo-labels to train on."""
+    if prepared.labels_transcriptomics is None:
+        msg = (
+            f"`adata.uns[{prepared.key!r}]['prepare']` was projected onto a trained model (`reference=`), which "
+            "computes no pseudo-labels to train on. Embed it with that model: `aestetik.tl.embed(adata, model=...)`; "
+            "or train on it after `aestetik.pp.prepare(adata)` without `reference`."
+        )
+        raise ValueError(msg)
 
 
 def check_accelerator(accelerator: Any, devices: Any = 1) -> None:

@@ -1,4 +1,4 @@
-"""Consensus domains over several training seeds: Hungarian alignment to the medoid seed and a majority vote."""
+"""Consensus domains over several runs (seeds): Hungarian alignment to the medoid run and a majority vote."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aestetik._docs import doc_params
 from aestetik._domains._assign import domain_options, find_domains, stability_record
 from aestetik._domains._consensus import medoid, pairwise_ari, vote
 from aestetik._keys import Key
-from aestetik._model._train import check_accelerator, fit_prepared
+from aestetik._model._train import assert_own_pseudo_labels, check_accelerator, fit_prepared
 from aestetik._records import assert_batch_column, h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
@@ -49,7 +49,7 @@ def consensus(
     method: Literal["auto", "bgm", "kmeans", "leiden", "louvain", "spectral"] = "auto",
     refine: bool = True,
     random_state: int = 0,
-    vary_pseudo_labels: bool = False,
+    vary_pseudo_labels: bool = True,
     fit_kwargs: Mapping[str, Any] | None = None,
     cluster_kwargs: Mapping[str, Any] | None = None,
     prepare_key: str = "aestetik",
@@ -60,20 +60,21 @@ def consensus(
     """Train AESTETIK with several seeds and combine their domains into consensus domains with a confidence.
 
     Runs :func:`aestetik.tl.fit` and :func:`aestetik.tl.cluster` with the seeds ``random_state``,
-    ``random_state + 1``, ... (the seed of a run is used for both) on the prepared inputs (nothing is copied). The runs are compared
-    by their pairwise adjusted Rand index (ARI); the *reference* is the medoid run, the one with the highest mean
-    ARI to the others. Each run's domains are renamed to match the reference by Hungarian matching on their
+    ``random_state + 1``, ... (the seed of a run is used for both, and for its pseudo-labels: below). The runs
+    are compared by their pairwise adjusted Rand index (ARI); the *reference* is the medoid run, the one with the
+    highest mean ARI to the others. Each run's domains are renamed to match the reference by Hungarian matching on their
     contingency table, every spot gets the label most runs agree on (ties: the reference's), and the runs are
     aligned once more to that consensus and vote again. Memory grows with spots x runs, never spots^2. The embedding
     and training record of the reference run are kept, so :func:`aestetik.pl.loss` and :func:`aestetik.tl.cluster`
     work as after a single :func:`aestetik.tl.fit`. Nothing is written when any run fails.
 
-    With ``vary_pseudo_labels=True`` every run also computes its own pseudo-labels: :func:`aestetik.pp.prepare` runs
-    again with the run's seed and the arguments it recorded, on a copy of ``adata`` (one at a time; the
-    representations it computed are reused; the run whose seed ``prepare`` already used trains on ``adata``'s own), so the runs differ in their pseudo-labels as well as in their training.
+    By default every run also computes its own pseudo-labels (``vary_pseudo_labels``): :func:`aestetik.pp.prepare`
+    runs again with the run's seed and the arguments it recorded, on a copy of ``adata`` (one at a time; the
+    representations it computed are reused; the run whose seed ``prepare`` already used trains on ``adata``'s own),
+    so the runs differ in their pseudo-labels as well as in their training: the consensus is one of whole runs.
     On a section where the pseudo-labels change with the seed (:func:`aestetik.pp.prepare` warns when its mixture's
     two best starts disagree; the legacy ST sections of a few hundred spots), this is where most of the spread
-    between seeds comes from, and the consensus of whole runs is the steadier answer (see the benchmarks page).
+    between seeds comes from, and a vote over training seeds alone misses it (see the benchmarks page).
     ``adata``'s own pseudo-labels and inputs are left as they are.
 
     Parameters
@@ -92,7 +93,7 @@ def consensus(
         Seed of the first run; run ``i`` uses ``random_state + i``.
     vary_pseudo_labels
         Recompute the pseudo-labels in every run with its seed (see above); ``False`` trains every run on the
-        pseudo-labels of ``adata``.
+        pseudo-labels of ``adata``, so that only the training seed varies (the consensus of earlier versions).
     fit_kwargs
         Further arguments of :func:`aestetik.tl.fit` (e.g. ``{'max_epochs': 50}``).
     cluster_kwargs
@@ -141,6 +142,7 @@ def consensus(
     assert_not_view(adata, copy=copy)
     prepared = read_prepared(adata, prepare_key)
     assert_int(minimum=2, n_seeds=n_seeds)
+    assert_own_pseudo_labels(prepared)
     prepare_args = prepare_arguments(prepared.record, prepare_key) if vary_pseudo_labels else None
     if isinstance(n_clusters, float | np.floating):
         msg = "`aestetik.tl.consensus` needs the same number of domains in every run: pass an int, not a resolution."
@@ -167,7 +169,10 @@ def consensus(
 
     # --- compute into locals
     seeds = [int(random_state) + i for i in range(n_seeds)]
-    start = logg.info(f"consensus of {n_seeds} AESTETIK runs (seeds {seeds[0]}..{seeds[-1]}) on {adata.n_obs} spots")
+    varied = "whole runs, each with its own pseudo-labels" if vary_pseudo_labels else "runs on one set of pseudo-labels"
+    start = logg.info(
+        f"consensus of {n_seeds} AESTETIK {varied} (seeds {seeds[0]}..{seeds[-1]}) on {adata.n_obs} spots"
+    )
     fit_args = {**fit_defaults, **fit_kw, "show_progress_bar": show_progress_bar}
     labels, embeddings, records = [], [], []
     k: int | float = 0
@@ -268,7 +273,7 @@ def prepare_arguments(record: Mapping[str, Any], prepare_key: str) -> dict[str, 
     if not bool(record.get("pseudo_labels", True)) or str(p.get("reference", "")):
         msg = (
             f"`adata.uns[{prepare_key!r}]['prepare']` was projected into a reference and has no pseudo-labels of its "
-            "own to vary; use `vary_pseudo_labels=False`."
+            "own to compute again."
         )
         raise ValueError(msg)
     source = str(record["lattice"]["source"])

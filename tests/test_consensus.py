@@ -378,3 +378,35 @@ def test_consensus_reuses_the_pseudo_labels_of_the_recorded_seed(prepared, monke
     assert int(prepared.uns["aestetik"]["prepare"]["params"]["random_state"]) == 0
     ae.tl.consensus(prepared.copy(), **RUN)
     assert again == [1, 2]
+
+
+def test_prepared_again_leaves_the_genes_out(prepared, monkeypatch):
+    """A run that prepares again copies the AnnData without its genes when the representation is in obsm, and gets
+    the inputs of prepare on the whole AnnData; without the representation it copies the genes, to compute it."""
+    import aestetik.pp
+    from aestetik._records import read_prepared
+    from aestetik.tl._consensus import _prepared_again
+
+    args = prepare_arguments(prepared.uns["aestetik"]["prepare"], "aestetik")
+    assert args["transcriptomics_key"] in prepared.obsm
+    genes, real = [], aestetik.pp.prepare
+
+    def recorded(adata, **kwargs):
+        genes.append(adata.n_vars)
+        return real(adata, **kwargs)
+
+    for adata in (prepared, _without_representation(prepared, args["transcriptomics_key"])):
+        full = read_prepared(ae.pp.prepare(adata, **args, random_state=3, copy=True), "aestetik")
+        with monkeypatch.context() as m:
+            m.setattr(aestetik.pp, "prepare", recorded)
+            again = _prepared_again(adata, args, "aestetik", 3)
+        for name in ("features", "grid", "lattice", "labels_transcriptomics", "labels_morphology"):
+            np.testing.assert_array_equal(getattr(again, name), getattr(full, name))
+        assert adata.n_vars == prepared.n_vars > 0  # the input keeps its genes
+    assert genes == [0, prepared.n_vars]
+
+
+def _without_representation(adata: ad.AnnData, key: str) -> ad.AnnData:
+    out = adata.copy()
+    del out.obsm[key]
+    return out

@@ -301,9 +301,13 @@ def prepare_arguments(record: Mapping[str, Any], prepare_key: str) -> dict[str, 
 
 
 def _prepared_again(adata: AnnData, args: Mapping[str, Any], prepare_key: str, seed: int):
-    """:func:`aestetik.pp.prepare` with ``args`` and ``random_state=seed`` on a copy of ``adata``, read back."""
+    """:func:`aestetik.pp.prepare` with ``args`` and ``random_state=seed`` on a copy of ``adata``, read back.
+
+    When the transcriptomics representation is in ``obsm`` (``prepare`` computed it, or it was given), the genes are
+    not read again: the copy leaves them out, so that a large ``X`` is not copied once per run.
+    """
     from aestetik.pp import prepare
 
-    again = adata.copy()
+    again = adata[:, :0].copy() if args["transcriptomics_key"] in adata.obsm else adata.copy()
     prepare(again, **args, random_state=seed)
     return read_prepared(again, prepare_key)

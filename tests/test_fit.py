@@ -7,7 +7,8 @@ import torch
 from _data import FAST_FIT, make_small
 
 import aestetik as ae
-from aestetik._model._train import check_accelerator, restore_module
+from aestetik._model._checks import check_accelerator
+from aestetik._model._train import restore_module
 from aestetik._records import read_fitted, read_prepared
 
 

@@ -16,7 +16,8 @@ from sklearn.metrics import adjusted_rand_score
 from aestetik._docs import doc_params
 from aestetik._domains._assign import domain_options, find_domains
 from aestetik._domains._scores import ari_known, known_labels, silhouette
-from aestetik._model._train import check_accelerator, fit_prepared
+from aestetik._model._checks import check_accelerator
+from aestetik._model._train import fit_prepared
 from aestetik._records import h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (

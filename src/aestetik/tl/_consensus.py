@@ -15,7 +15,8 @@ from aestetik._docs import doc_params
 from aestetik._domains._assign import domain_options, find_domains, stability_record
 from aestetik._domains._consensus import medoid, pairwise_ari, vote
 from aestetik._keys import Key
-from aestetik._model._train import assert_own_pseudo_labels, check_accelerator, fit_prepared
+from aestetik._model._checks import assert_own_pseudo_labels, check_accelerator
+from aestetik._model._train import fit_prepared
 from aestetik._records import assert_batch_column, h5ad_value, read_prepared, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
 from aestetik._validation import (
@@ -62,8 +63,8 @@ def consensus(
     Runs :func:`aestetik.tl.fit` and :func:`aestetik.tl.cluster` with the seeds ``random_state``,
     ``random_state + 1``, ... (the seed of a run is used for both, and for its pseudo-labels: below). The runs
     are compared by their pairwise adjusted Rand index (ARI); the *reference* is the medoid run, the one with the
-    highest mean ARI to the others. Each run's domains are renamed to match the reference by Hungarian matching on their
-    contingency table, every spot gets the label most runs agree on (ties: the reference's), and the runs are
+    highest mean ARI to the others. Each run's domains are renamed to match the reference by Hungarian matching on
+    their contingency table, every spot gets the label most runs agree on (ties: the reference's), and the runs are
     aligned once more to that consensus and vote again. Memory grows with spots x runs, never spots^2. The embedding
     and training record of the reference run are kept, so :func:`aestetik.pl.loss` and :func:`aestetik.tl.cluster`
     work as after a single :func:`aestetik.tl.fit`. Nothing is written when any run fails.
@@ -123,9 +124,9 @@ def consensus(
     `adata.uns[key_added]['consensus']` : dict
         ``params`` (with ``vary_pseudo_labels``), ``seeds``, ``ari`` (pairwise ARI between the runs, n_seeds x
         n_seeds), ``mean_ari`` and ``min_ari`` (over distinct pairs), ``reference`` (index of the medoid run) and
-        ``reference_seed``, ``n_clusters`` (domains per run, asked), ``n_domains`` (consensus domains), ``mean_confidence`` and, when
-        ``n_clusters`` was chosen, ``stability`` (see :func:`aestetik.tl.cluster`). Draw it with
-        :func:`aestetik.pl.consensus`.
+        ``reference_seed``, ``n_clusters`` (domains per run, asked), ``n_domains`` (consensus domains),
+        ``mean_confidence`` and, when ``n_clusters`` was chosen, ``stability`` (see :func:`aestetik.tl.cluster`).
+        Draw it with :func:`aestetik.pl.consensus`.
 
     Examples
     --------

@@ -111,18 +111,6 @@ def _lower_bound(model) -> float:
     return float(np.asarray(model.lower_bound_).reshape(-1)[-1])
 
 
-def best_bgm(
-    x: np.ndarray,
-    n_clusters: int,
-    random_state: int,
-    *,
-    n_jobs: int = 1,
-    inits: tuple[tuple[str, int], ...] | None = None,
-):
-    """The fitted mixture with the highest lower bound over the starts of ``inits`` (see :func:`ranked_bgm`)."""
-    return ranked_bgm(x, n_clusters, random_state, n_jobs=n_jobs, inits=inits)[0]
-
-
 def ranked_bgm(
     x: np.ndarray,
     n_clusters: int,

@@ -1,0 +1,140 @@
+"""How far apart are the seeds of one run, and how many runs does a consensus need to steady them?
+
+Three seeds per section (``accuracy.py``) cannot tell the spread of a section whose domains change with the seed.
+For each section this runs the package defaults with the section's switch (one thread per run) for seeds
+``0..N-1``::
+
+    ae.pp.prepare(adata, n_clusters=K, <switch>, random_state=s)
+    ae.tl.fit(adata, random_state=s); ae.tl.cluster(adata, n_clusters=K, random_state=s)
+
+and then combines the runs of every window of ``R`` consecutive seeds ``s..s+R-1`` as ``ae.tl.consensus(adata,
+n_seeds=R, random_state=s)`` combines its runs: the pairwise ARI, the medoid run as reference, Hungarian alignment
+and a majority vote (``aestetik._domains._consensus``). The runs of ``tl.consensus`` differ from these only in
+reusing the representations that the first ``prepare`` computed (here each run computes its own PCs), so this
+measures the same distribution of consensus domains at the cost of ``N`` runs for every ``R``. Prints the ARI
+against the manual domains, mean (min-max) over the seeds or windows::
+
+    python benchmarks/seeds.py                           # the legacy ST sections, 15 seeds, windows of 3, 5, 9
+    python benchmarks/seeds.py --sections starmap_bz5 --n-seeds 10
+    python benchmarks/seeds.py --quick                   # smoke run: 3 seeds, windows of 2, 5 epochs, in /tmp
+
+Each finished run is written at once, so a stopped run resumes (``--fresh`` starts over). Writes
+``results/seeds.{md,json}`` (``--out`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _sections import RESULTS, SECTIONS, ari, data_dir, limit_threads, machine, read_section, spread, write_results
+
+
+def one_run(adata, section, seed: int, epochs: int | None = None) -> tuple[np.ndarray, float]:
+    """The domains of one run with the defaults (int labels) and its seconds."""
+    import aestetik as ae
+
+    a, k, quiet = adata.copy(), section.n_domains, {"show_progress_bar": False}
+    t0 = time.perf_counter()
+    ae.pp.prepare(a, n_clusters=k, random_state=seed, **section.prepare)
+    ae.tl.fit(a, random_state=seed, **quiet, **({"max_epochs": epochs} if epochs else {}))
+    ae.tl.cluster(a, n_clusters=k, random_state=seed, **quiet)
+    return np.asarray(a.obs["aestetik"].cat.codes, dtype=np.int64), time.perf_counter() - t0
+
+
+def consensus_of(runs: list[np.ndarray]) -> np.ndarray:
+    """The domains that ``tl.consensus`` makes of these runs' domains."""
+    from aestetik._domains._consensus import medoid, pairwise_ari, vote
+
+    labels = np.column_stack(runs)
+    return vote(labels, medoid(pairwise_ari(labels)))[0]
+
+
+def windows(truth, runs: dict[int, str], size: int) -> list[float]:
+    """ARI of the consensus of every ``size`` consecutive seeds that were run (one run: ``size`` 1)."""
+    seeds = sorted(runs)
+    found = []
+    for start in seeds:
+        chosen = list(range(start, start + size))
+        if all(s in runs for s in chosen):
+            found.append(ari(truth, consensus_of([np.asarray(runs[s].split(","), dtype=np.int64) for s in chosen])))
+    return found
+
+
+def table(payload: dict) -> str:
+    sizes = payload["windows"]
+    lines = [
+        f"ARI against the manual domains (NA left out): one run for each of seeds 0..{payload['n_seeds'] - 1}, and the "
+        "consensus of every window of R consecutive seeds (as `tl.consensus(n_seeds=R)`), mean (min-max) over the "
+        f"seeds or windows; {payload['machine']}; aestetik {payload['aestetik']}.",
+        "",
+        "| section | seeds | one run | seconds per run | " + " | ".join(f"consensus of {r} runs" for r in sizes) + " |",
+        "|---|---|---|---|" + "---|" * len(sizes),
+    ]
+    for name, row in payload["sections"].items():
+        cells = [f"{spread(row['consensus'][str(r)])}, {len(row['consensus'][str(r)])} windows" for r in sizes]
+        lines.append(
+            f"| {name} | {len(row['runs'])} | {spread(row['one_run'])} | {np.mean(row['seconds']):.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sections", nargs="+", default=["her2st_a1", "mob_rep12"], choices=sorted(SECTIONS))
+    p.add_argument("--n-seeds", type=int, default=15, help="one run for each of seeds 0..N-1")
+    p.add_argument("--windows", nargs="+", type=int, default=[3, 5, 9], help="runs per consensus")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 seeds, windows of 2, 5 epochs, in /tmp")
+    p.add_argument("--fresh", action="store_true", help="forget the runs already in the result file")
+    args = p.parse_args()
+    limit_threads(1)
+    import aestetik
+
+    n_seeds, sizes, epochs = (3, [2], 5) if args.quick else (args.n_seeds, args.windows, None)
+    out = Path(tempfile.mkdtemp(prefix="aestetik_seeds_")) if args.quick else (args.out or RESULTS)
+    data = data_dir(args.data_dir)
+    done_file = out / "seeds.json"
+    done = {} if args.fresh or not done_file.exists() else json.loads(done_file.read_text()).get("labels", {})
+    payload = {
+        "n_seeds": n_seeds,
+        "windows": sizes,
+        "machine": machine(1),
+        "aestetik": aestetik.__version__,
+        "sections": {},
+        "labels": done,
+    }
+    for name in args.sections:
+        section = SECTIONS[name]
+        adata = read_section(section, data)
+        runs = {int(s): v for s, v in done.get(name, {}).get("runs", {}).items()}
+        seconds = {int(s): v for s, v in done.get(name, {}).get("seconds", {}).items()}
+        for seed in range(n_seeds):
+            if seed in runs:
+                continue
+            labels, took = one_run(adata, section, seed, epochs)
+            runs[seed], seconds[seed] = ",".join(map(str, labels.tolist())), took  # one line per run in the json
+            print(f"{name} seed {seed}: {ari(adata.obs['ground_truth'], labels):.3f} ({took:.0f} s)", flush=True)
+            done[name] = {"runs": runs, "seconds": seconds}
+            out.mkdir(parents=True, exist_ok=True)
+            done_file.write_text(json.dumps({**payload, "labels": done}))
+        runs = {s: runs[s] for s in range(n_seeds)}
+        truth = adata.obs["ground_truth"]
+        payload["sections"][name] = {
+            "runs": list(runs),
+            "one_run": windows(truth, runs, 1),
+            "seconds": [seconds[s] for s in runs],
+            "consensus": {str(r): windows(truth, runs, r) for r in sizes},
+        }
+    write_results("seeds", table(payload), payload, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,8 +18,9 @@ against the manual domains, mean (min-max) over the seeds or windows::
     python benchmarks/seeds.py --sections starmap_bz5 --n-seeds 10
     python benchmarks/seeds.py --quick                   # smoke run: 3 seeds, windows of 2, 5 epochs, in /tmp
 
-Each finished run is written at once, so a stopped run resumes (``--fresh`` starts over). Writes
-``results/seeds.{md,json}`` (``--out`` elsewhere).
+Each finished run is written at once, so a stopped run resumes (``--fresh`` starts over); the table holds every
+section of the result file, each with the seeds it was run with. Writes ``results/seeds.{md,json}`` (``--out``
+elsewhere).
 """
 
 from __future__ import annotations
@@ -68,17 +69,21 @@ def windows(truth, runs: dict[int, str], size: int) -> list[float]:
 def table(payload: dict) -> str:
     sizes = payload["windows"]
     lines = [
-        f"ARI against the manual domains (NA left out): one run for each of seeds 0..{payload['n_seeds'] - 1}, and the "
-        "consensus of every window of R consecutive seeds (as `tl.consensus(n_seeds=R)`), mean (min-max) over the "
-        f"seeds or windows; {payload['machine']}; aestetik {payload['aestetik']}.",
+        "ARI against the manual domains (NA left out): one run for each seed 0..N-1, and the consensus of every window "
+        "of R consecutive seeds (as `tl.consensus(n_seeds=R)` combines its runs), mean (min-max) over the seeds or "
+        f"windows; {payload['machine']}; aestetik {payload['aestetik']}.",
         "",
         "| section | seeds | one run | seconds per run | " + " | ".join(f"consensus of {r} runs" for r in sizes) + " |",
         "|---|---|---|---|" + "---|" * len(sizes),
     ]
     for name, row in payload["sections"].items():
-        cells = [f"{spread(row['consensus'][str(r)])}, {len(row['consensus'][str(r)])} windows" for r in sizes]
+        cells = []
+        for r in sizes:
+            found = row["consensus"][str(r)]
+            cells.append(f"{spread(found)}, {len(found)} windows" if found else "not run")
+        seeds = row["runs"]
         lines.append(
-            f"| {name} | {len(row['runs'])} | {spread(row['one_run'])} | {np.mean(row['seconds']):.0f} | "
+            f"| {name} | {seeds[0]}-{seeds[-1]} | {spread(row['one_run'])} | {np.mean(row['seconds']):.0f} | "
             + " | ".join(cells)
             + " |"
         )
@@ -104,7 +109,6 @@ def main() -> None:
     done_file = out / "seeds.json"
     done = {} if args.fresh or not done_file.exists() else json.loads(done_file.read_text()).get("labels", {})
     payload = {
-        "n_seeds": n_seeds,
         "windows": sizes,
         "machine": machine(1),
         "aestetik": aestetik.__version__,
@@ -125,12 +129,13 @@ def main() -> None:
             done[name] = {"runs": runs, "seconds": seconds}
             out.mkdir(parents=True, exist_ok=True)
             done_file.write_text(json.dumps({**payload, "labels": done}))
-        runs = {s: runs[s] for s in range(n_seeds)}
-        truth = adata.obs["ground_truth"]
+    for name in [n for n in SECTIONS if n in done]:  # every section of the result file, with the seeds it holds
+        runs = {int(s): v for s, v in done[name]["runs"].items()}
+        truth = read_section(SECTIONS[name], data).obs["ground_truth"]
         payload["sections"][name] = {
-            "runs": list(runs),
+            "runs": sorted(runs),
             "one_run": windows(truth, runs, 1),
-            "seconds": [seconds[s] for s in runs],
+            "seconds": list(done[name]["seconds"].values()),
             "consensus": {str(r): windows(truth, runs, r) for r in sizes},
         }
     write_results("seeds", table(payload), payload, out)

@@ -466,3 +466,26 @@ def test_prepare_auto_leaves_out_an_image_less_coherent_than_the_transcriptome()
     rec = kept.uns["aestetik"]["prepare"]
     assert rec["morphology_coherence"]["morphology"] >= rec["morphology_coherence"]["transcriptomics"]
     assert rec["n_morphology"] > 0
+
+
+def test_prepare_auto_warns_of_unsettled_image_pseudo_labels_only_when_it_keeps_the_image(monkeypatch):
+    """Image features that 'auto' computed and then left out are no concern of the user's: their pseudo-labels do
+    not warn. Kept, they warn as the transcriptome's do (every mixture warns here: the threshold is above 1; the
+    coherence check is replaced by one that keeps or leaves out the image as told)."""
+    from aestetik._domains import _pseudo_labels
+    from aestetik.pp import _prepare
+
+    logged = []
+    monkeypatch.setattr(_pseudo_labels, "UNSETTLED_AGREEMENT", 1.01)
+    monkeypatch.setattr(_pseudo_labels.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    for kept in (False, True):
+        reason = "" if kept else "its pseudo-labels are less spatially coherent than the transcriptome's"
+        monkeypatch.setattr(_prepare, "incoherent_image", lambda *a, reason=reason: ({}, reason))
+        adata = _small_with_image()
+        logged.clear()
+        ae.pp.prepare(adata, n_clusters=3)
+        rec = adata.uns["aestetik"]["prepare"]
+        assert (rec["n_morphology"] > 0) == kept
+        assert sum("not settled" in m and "'X_pca'" in m for m in logged) == 1
+        assert sum("not settled" in m and "'X_morphology'" in m for m in logged) == int(kept)
+        assert ("morphology" in rec["pseudo_label_agreement"]) == kept

@@ -38,6 +38,7 @@ def pseudo_labels(
     n_components: int | None = None,
     mixture_starts: int = 10,
     name: str = "the representation",
+    warn: bool = True,
 ) -> ClusterResult:
     """Cluster the neighbourhood-averaged ``x`` (``(n_spots, n_features)``) into the modality's pseudo-labels.
 
@@ -45,7 +46,8 @@ def pseudo_labels(
     never crosses sections). ``n_components`` and ``mixture_starts`` go to the Bayesian mixture
     (``method='bgm'``): that many components merged into ``n_clusters`` (``None``: as many as clusters), the best
     of ``mixture_starts`` random starts and one from k-means. ``name`` names the input in the errors and the
-    warning logged when the two best starts disagree (:data:`UNSETTLED_AGREEMENT`); their agreement is the
+    warning logged when the two best starts disagree (:data:`UNSETTLED_AGREEMENT`; ``warn=False`` leaves it to
+    the caller, :func:`warn_if_unsettled`, for pseudo-labels that may yet be left out); their agreement is the
     result's ``agreement``.
     """
     if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
@@ -64,6 +66,13 @@ def pseudo_labels(
         n_components=n_components,
         bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
     )
+    if warn:
+        warn_if_unsettled(res, name=name)
+    return join_single_spots(res, x, name=name)
+
+
+def warn_if_unsettled(res: ClusterResult, *, name: str = "the representation") -> None:
+    """Warn when the mixture's two best starts of ``res`` agree below :data:`UNSETTLED_AGREEMENT`."""
     if res.agreement is not None and res.agreement < UNSETTLED_AGREEMENT:
         logg.warning(
             f"The pseudo-labels of {name} are not settled: the mixture's two best starts give different clusters "
@@ -71,7 +80,6 @@ def pseudo_labels(
             "pseudo-labels and other domains. Compare a few seeds, or combine whole runs, each with its own "
             "pseudo-labels: `aestetik.tl.consensus(adata)`."
         )
-    return join_single_spots(res, x, name=name)
 
 
 def join_single_spots(res: ClusterResult, x: np.ndarray, *, name: str = "the representation") -> ClusterResult:

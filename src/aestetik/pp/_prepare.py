@@ -6,7 +6,7 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._docs import doc_params
-from aestetik._domains._pseudo_labels import pseudo_labels
+from aestetik._domains._pseudo_labels import pseudo_labels, warn_if_unsettled
 from aestetik._keys import Key
 from aestetik._space._cells import CELL_SMOOTHING, cell_smoothing
 from aestetik._space._grid import minmax_ranges, minmax_scale, window_index
@@ -235,7 +235,7 @@ def prepare(
         Only when ``morphology_key='auto'`` computed them from the image (see :func:`aestetik.pp.morphology`).
     `adata.uns[key_added]['prepare']` : dict
         ``params`` (with ``reference``: where it came from, ``''`` without), the sizes ``fit`` needs,
-        ``pseudo_labels`` (``False`` with ``reference``), ``pseudo_label_agreement`` (per modality with
+        ``pseudo_labels`` (``False`` with ``reference``), ``pseudo_label_agreement`` (per modality trained on, with
         ``clustering_method='bgm'``: the adjusted Rand index between the pseudo-labels of the mixture's two best
         starts; a warning is logged below 0.5, where another ``random_state`` may give other pseudo-labels and
         domains), ``morphology_skipped`` (the images ``'auto'`` left out for spots under 10 px, ``''`` when none)
@@ -332,7 +332,7 @@ def prepare(
             f"neighbourhoods differ most (`n_comps={width}` keeps every column)"
         )
 
-    def labels_of(x: np.ndarray, key: str):
+    def labels_of(x: np.ndarray, key: str, *, warn: bool = True):
         return pseudo_labels(
             x,
             positions,
@@ -345,6 +345,7 @@ def prepare(
             n_components=mixture_components,
             mixture_starts=mixture_starts,
             name=f"`adata.obsm[{key!r}]`",
+            warn=warn,
         )
 
     res_t = res_m = None
@@ -353,13 +354,15 @@ def prepare(
         m = np.asarray(m, dtype=np.float32)
     if ref is None:
         res_t = labels_of(t, transcriptomics_key)
-        if m is not None:
-            res_m = labels_of(m, morphology_key)
+        if m is not None:  # features 'auto' computed warn only once they are kept (an image left out is no concern)
+            res_m = labels_of(m, morphology_key, warn=not auto_morphology)
         if auto_morphology and res_m is not None:
             coherence, reason = incoherent_image(res_t.labels, res_m.labels, positions, samples)
             if reason:
                 m = res_m = morphology_key = None
                 coarse.append(reason)
+            else:
+                warn_if_unsettled(res_m, name=f"`adata.obsm[{morphology_key!r}]`")
         blocks = [t] + ([m] if m is not None else [])
         ranges = [minmax_ranges(x, samples) for x in blocks]
         features = np.concatenate([minmax_scale(x, samples) for x in blocks], axis=1)

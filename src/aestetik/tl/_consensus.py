@@ -267,16 +267,11 @@ def consensus(
 def prepare_arguments(record: Mapping[str, Any], prepare_key: str) -> dict[str, Any]:
     """The arguments of the :func:`aestetik.pp.prepare` call that wrote ``record`` (its ``uns[key]['prepare']``).
 
-    Without ``random_state`` and ``copy``; the morphology is the one that call used (``'auto'`` resolved). Raises
-    for a section projected into a reference, which has no pseudo-labels of its own.
+    Without ``random_state`` and ``copy``; the morphology is the one that call used (``'auto'`` resolved). A
+    section projected onto a model has no ``prepare`` call of its own to repeat: the caller refuses it first
+    (:func:`~aestetik._model._checks.assert_own_pseudo_labels`).
     """
     p = record["params"]
-    if not bool(record.get("pseudo_labels", True)) or str(p.get("reference", "")):
-        msg = (
-            f"`adata.uns[{prepare_key!r}]['prepare']` was projected into a reference and has no pseudo-labels of its "
-            "own to compute again."
-        )
-        raise ValueError(msg)
     source = str(record["lattice"]["source"])
     columns = [str(c) for c in np.asarray(p["coords"]).ravel()]
     coords: Any = "cells" if source == "cells" else (tuple(columns) if source == "obs" else None)

@@ -1,4 +1,4 @@
-"""Training that stops once the embedding has settled (``tl.fit(tol=...)``).
+"""Training that stops once the embedding has settled or the triplets are learned (``tl.fit(tol=...)``).
 
 Every :data:`CHECK_EVERY` epochs the embedding of every spot without dropout (one deterministic pass, batch-norm
 with the statistics over all spots, as :meth:`~aestetik._model._module.AestetikModule.embed` with
@@ -6,6 +6,10 @@ with the statistics over all spots, as :meth:`~aestetik._model._module.AestetikM
 over the norm of the centred embedding, the fraction of the embedding's spread by which the spots moved in those
 epochs. Training stops after the epoch whose drift is below ``tol``. The loss keeps falling slowly long after
 that, but the arrangement of the spots, which is what the domains are cut from, no longer changes.
+
+It also stops at a check whose epoch brought the triplet terms (both modalities) under ``tol`` of their mean in
+the first epoch (:func:`triplet_fraction`): the pseudo-labels' contrast is then learned, and what training does
+after it is fit the reconstruction alone, which on a few hundred spots spreads the domains apart again.
 """
 
 from __future__ import annotations
@@ -26,13 +30,23 @@ def embedding_drift(current: torch.Tensor, previous: torch.Tensor) -> float:
     return float(torch.linalg.norm(current - previous) / spread.clamp_min(1e-12))
 
 
-class SettledEmbedding(L.Callback):
-    """Stops training when the embedding moved by less than ``tol`` of its spread over :data:`CHECK_EVERY` epochs.
+def triplet_fraction(epoch_mean: float, first_mean: float | None) -> float | None:
+    """The triplet terms' mean over an epoch as a fraction of their mean over the first (``None``: no triplets)."""
+    if first_mean is None or not first_mean > 0:
+        return None
+    return float(epoch_mean / first_mean)
 
-    ``last`` is ``(epoch, drift)`` of the latest comparison. Every rank of a multi-process fit holds the whole
-    section and the same weights, so each computes the same embedding; the decision is still reduced over the
-    ranks, so that all stop together. The last checked embedding and whether training stopped are kept in
-    checkpoints, so a resumed fit stops where the uninterrupted one did.
+
+class SettledEmbedding(L.Callback):
+    """Stops training once the embedding has settled or the triplets are learned, as ``tol`` decides.
+
+    At every :data:`CHECK_EVERY`-th epoch: when the embedding moved by less than ``tol`` of its spread since the
+    last check, or that epoch's triplet terms are under ``tol`` of the first epoch's. ``last`` is ``(epoch, drift)`` of the latest comparison and ``reason`` what stopped training (``'drift'``,
+    ``'triplets'`` or ``''``). Every rank of a multi-process fit holds the whole section and the same weights, so
+    each computes the same embedding; the triplet terms of each step are the mean over the ranks, and the decision
+    is still reduced over the ranks, so that all stop together. The last checked embedding, the triplet terms of
+    the first epoch and whether training stopped are kept in checkpoints, so a resumed fit stops where the
+    uninterrupted one did.
     """
 
     def __init__(self, tol: float, seed: int) -> None:
@@ -40,34 +54,64 @@ class SettledEmbedding(L.Callback):
         self.tol, self.seed = float(tol), int(seed)
         self.previous: torch.Tensor | None = None
         self.last: tuple[int, float] | None = None
-        self.stopped = False
+        self.first_triplets: float | None = None  # mean triplet terms of the first epoch
+        self.fraction: float | None = None  # of the latest check
+        self._epoch_triplets: list[torch.Tensor] = []
+        self.stopped, self.reason = False, ""
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A fit resumed from the checkpoint of a stopped one does not train further."""
         if self.stopped:
             trainer.should_stop = True
 
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the epoch's triplet terms afresh."""
+        self._epoch_triplets = []
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Keep the step's triplet terms (both modalities), on the device."""
+        value = (outputs["triplet_transcriptomics"] + outputs["triplet_morphology"]).detach().float()
+        if trainer.world_size > 1:
+            value = trainer.strategy.reduce(value, reduce_op="mean")
+        self._epoch_triplets.append(value)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Compare the embedding every :data:`CHECK_EVERY` epochs."""
+        """Note the first epoch's triplet terms; compare the embedding every :data:`CHECK_EVERY` epochs."""
+        complete = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if self.first_triplets is None and trainer.current_epoch == 0 and complete and self._epoch_triplets:
+            self.first_triplets = float(torch.stack(self._epoch_triplets).mean())
         epoch = trainer.current_epoch + 1
-        if epoch % CHECK_EVERY or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        if epoch % CHECK_EVERY or not complete:
             return
         training = pl_module.network.training
         current = torch.from_numpy(pl_module.embed(0, seed=self.seed))
         pl_module.network.train(training)
-        settled = False
+        reason = ""
         if self.previous is not None:
             drift = embedding_drift(current, self.previous)
             self.last = (epoch, drift)
-            settled = drift < self.tol
+            reason = "drift" if drift < self.tol else ""
         self.previous = current
-        settled = bool(trainer.strategy.reduce_boolean_decision(settled, all=False))
+        if self._epoch_triplets:
+            self.fraction = triplet_fraction(float(torch.stack(self._epoch_triplets).mean()), self.first_triplets)
+            if not reason and self.fraction is not None and self.fraction < self.tol:
+                reason = "triplets"
+        settled = bool(trainer.strategy.reduce_boolean_decision(bool(reason), all=False))
         if settled and epoch < trainer.max_epochs:
             self.stopped = trainer.should_stop = True
+            self.reason = reason or "drift"  # another rank's decision: the ranks see the same values
 
     def state_dict(self) -> dict[str, Any]:
         """Written into checkpoints."""
-        return {"previous": self.previous, "last": self.last, "stopped": self.stopped}
+        return {
+            "previous": self.previous,
+            "last": self.last,
+            "stopped": self.stopped,
+            "first_triplets": self.first_triplets,
+            "reason": self.reason,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """From the checkpoint of the interrupted fit."""
@@ -75,3 +119,6 @@ class SettledEmbedding(L.Callback):
         last = state_dict["last"]
         self.last = None if last is None else (int(last[0]), float(last[1]))
         self.stopped = bool(state_dict["stopped"])
+        first = state_dict.get("first_triplets")  # absent from the checkpoints of earlier versions
+        self.first_triplets = None if first is None else float(first)
+        self.reason = str(state_dict.get("reason", "drift" if self.stopped else ""))

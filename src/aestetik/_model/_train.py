@@ -235,7 +235,12 @@ def train(
             msg = f"Training was interrupted; nothing was written to the AnnData.{saved}"
             raise KeyboardInterrupt(msg)
         t1 = time.perf_counter()
-        if settle is not None and settle.stopped and settle.last:  # this process checked (not a spawned one)
+        if settle is not None and settle.stopped and settle.reason == "triplets" and settle.fraction is not None:
+            logg.info(
+                f"    stopped after {trainer.current_epoch + 1} epochs: the triplet terms fell to "
+                f"{settle.fraction:.1%} of their first epoch's, so the pseudo-labels are learned (tol={params['tol']:g})"
+            )
+        elif settle is not None and settle.stopped and settle.last:  # this process checked (not a spawned one)
             epoch, drift = settle.last
             logg.info(
                 f"    stopped after {epoch} epochs: the embedding moved by {drift:.1%} of its spread in the last "

@@ -123,8 +123,11 @@ def fit(
         compared with the one 10 epochs before, and training stops when the spots moved by less than ``tol``
         of the embedding's spread (norm of the change over the norm of the centred embedding). The loss
         still falls slowly after that, but the arrangement of the spots that the domains are cut from no
-        longer changes. ``0`` trains all ``max_epochs``, as the published method (with ``n_mc_samples=1000``).
-        The record holds ``epochs_trained``.
+        longer changes. Training also stops at such a check when that epoch's triplet terms fell under ``tol`` of
+        the first epoch's: the pseudo-labels are learned, and further epochs fit the reconstruction alone, which
+        on a few hundred spots spreads the domains apart again (see the method page). ``0`` trains all
+        ``max_epochs``, as the published method (with ``n_mc_samples=1000``). The record holds
+        ``epochs_trained``; the log says which criterion stopped training.
     {random_state}
     accelerator
         Lightning accelerator (``'auto'``, ``'cpu'``, ``'gpu'``, ...).

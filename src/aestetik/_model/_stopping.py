@@ -41,12 +41,13 @@ class SettledEmbedding(L.Callback):
     """Stops training once the embedding has settled or the triplets are learned, as ``tol`` decides.
 
     At every :data:`CHECK_EVERY`-th epoch: when the embedding moved by less than ``tol`` of its spread since the
-    last check, or that epoch's triplet terms are under ``tol`` of the first epoch's. ``last`` is ``(epoch, drift)`` of the latest comparison and ``reason`` what stopped training (``'drift'``,
-    ``'triplets'`` or ``''``). Every rank of a multi-process fit holds the whole section and the same weights, so
-    each computes the same embedding; the triplet terms of each step are the mean over the ranks, and the decision
-    is still reduced over the ranks, so that all stop together. The last checked embedding, the triplet terms of
-    the first epoch and whether training stopped are kept in checkpoints, so a resumed fit stops where the
-    uninterrupted one did.
+    last check, or that epoch's triplet terms are under ``tol`` of the first epoch's. ``last`` is ``(epoch, drift)``
+    of the latest comparison, ``fraction`` the triplet terms' fraction at the latest check, ``reason`` what stopped
+    training (``'drift'``, ``'triplets'`` or ``''``) and ``stopped_at`` the epoch after which it stopped. Every rank
+    of a multi-process fit holds the whole section and the same weights, so each computes the same embedding; the
+    triplet terms of each step are the mean over the ranks, and the decision is still reduced over the ranks, so
+    that all stop together. The last checked embedding, the triplet terms of the first epoch and whether, why and
+    when training stopped are kept in checkpoints, so a resumed fit stops where the uninterrupted one did.
     """
 
     def __init__(self, tol: float, seed: int) -> None:
@@ -57,7 +58,7 @@ class SettledEmbedding(L.Callback):
         self.first_triplets: float | None = None  # mean triplet terms of the first epoch
         self.fraction: float | None = None  # of the latest check
         self._epoch_triplets: list[torch.Tensor] = []
-        self.stopped, self.reason = False, ""
+        self.stopped, self.reason, self.stopped_at = False, "", 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A fit resumed from the checkpoint of a stopped one does not train further."""
@@ -102,6 +103,7 @@ class SettledEmbedding(L.Callback):
         if settled and epoch < trainer.max_epochs:
             self.stopped = trainer.should_stop = True
             self.reason = reason or "drift"  # another rank's decision: the ranks see the same values
+            self.stopped_at = epoch
 
     def state_dict(self) -> dict[str, Any]:
         """Written into checkpoints."""
@@ -110,7 +112,9 @@ class SettledEmbedding(L.Callback):
             "last": self.last,
             "stopped": self.stopped,
             "first_triplets": self.first_triplets,
+            "fraction": self.fraction,
             "reason": self.reason,
+            "stopped_at": self.stopped_at,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -122,3 +126,6 @@ class SettledEmbedding(L.Callback):
         first = state_dict.get("first_triplets")  # absent from the checkpoints of earlier versions
         self.first_triplets = None if first is None else float(first)
         self.reason = str(state_dict.get("reason", "drift" if self.stopped else ""))
+        fraction = state_dict.get("fraction")
+        self.fraction = None if fraction is None else float(fraction)
+        self.stopped_at = int(state_dict.get("stopped_at", 0))

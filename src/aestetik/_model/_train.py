@@ -237,8 +237,8 @@ def train(
         t1 = time.perf_counter()
         if settle is not None and settle.stopped and settle.reason == "triplets" and settle.fraction is not None:
             logg.info(
-                f"    stopped after {trainer.current_epoch + 1} epochs: the triplet terms fell to "
-                f"{settle.fraction:.1%} of their first epoch's, so the pseudo-labels are learned (tol={params['tol']:g})"
+                f"    stopped after {settle.stopped_at} epochs: the triplet terms fell to {settle.fraction:.1%} of "
+                f"their first epoch's, so the pseudo-labels are learned (tol={params['tol']:g})"
             )
         elif settle is not None and settle.stopped and settle.last:  # this process checked (not a spawned one)
             epoch, drift = settle.last

@@ -19,6 +19,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from ._trainer import HISTORY_KEYS, LossHistory
+
 #: Epochs between two comparisons of the embedding.
 CHECK_EVERY = 10
 
@@ -37,54 +39,46 @@ def triplet_fraction(epoch_mean: float, first_mean: float | None) -> float | Non
     return float(epoch_mean / first_mean)
 
 
+def epoch_triplets(history: LossHistory, epoch: int) -> float | None:
+    """Mean of the triplet terms (both modalities) over the steps of ``epoch`` (0-based) that ``history`` recorded."""
+    rows = [i for i, e in enumerate(history.epochs) if e == epoch]
+    if not rows:
+        return None
+    steps = torch.stack([history.steps[i] for i in rows])
+    t, m = HISTORY_KEYS.index("triplet_transcriptomics"), HISTORY_KEYS.index("triplet_morphology")
+    return float((steps[:, t] + steps[:, m]).mean())
+
+
 class SettledEmbedding(L.Callback):
     """Stops training once the embedding has settled or the triplets are learned, as ``tol`` decides.
 
     At every :data:`CHECK_EVERY`-th epoch: when the embedding moved by less than ``tol`` of its spread since the
-    last check, or that epoch's triplet terms are under ``tol`` of the first epoch's. ``last`` is ``(epoch, drift)``
-    of the latest comparison, ``fraction`` the triplet terms' fraction at the latest check, ``reason`` what stopped
-    training (``'drift'``, ``'triplets'`` or ``''``) and ``stopped_at`` the epoch after which it stopped. Every rank
-    of a multi-process fit holds the whole section and the same weights, so each computes the same embedding; the
-    triplet terms of each step are the mean over the ranks, and the decision is still reduced over the ranks, so
-    that all stop together. The last checked embedding, the triplet terms of the first epoch and whether, why and
-    when training stopped are kept in checkpoints, so a resumed fit stops where the uninterrupted one did.
+    last check, or that epoch's triplet terms are under ``tol`` of the first epoch's. The triplet terms are read from
+    the fit's loss ``history`` (each step's the mean over the ranks). ``last`` is ``(epoch, drift)`` of the latest
+    comparison, ``fraction`` the triplet terms' fraction at the latest check and ``reason`` what stopped training
+    (``'drift'``, ``'triplets'`` or ``''``). Every rank of a multi-process fit holds the whole section and the same
+    weights, so each computes the same embedding; the decision is still reduced over the ranks, so that all stop
+    together. The last checked embedding and whether and why training stopped are kept in checkpoints (the history
+    keeps its own), so a resumed fit stops where the uninterrupted one did.
     """
 
-    def __init__(self, tol: float, seed: int) -> None:
+    def __init__(self, tol: float, seed: int, history: LossHistory) -> None:
         super().__init__()
-        self.tol, self.seed = float(tol), int(seed)
+        self.tol, self.seed, self.history = float(tol), int(seed), history
         self.previous: torch.Tensor | None = None
         self.last: tuple[int, float] | None = None
-        self.first_triplets: float | None = None  # mean triplet terms of the first epoch
         self.fraction: float | None = None  # of the latest check
-        self._epoch_triplets: list[torch.Tensor] = []
-        self.stopped, self.reason, self.stopped_at = False, "", 0
+        self.stopped, self.reason = False, ""
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """A fit resumed from the checkpoint of a stopped one does not train further."""
         if self.stopped:
             trainer.should_stop = True
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start the epoch's triplet terms afresh."""
-        self._epoch_triplets = []
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        """Keep the step's triplet terms (both modalities), on the device."""
-        value = (outputs["triplet_transcriptomics"] + outputs["triplet_morphology"]).detach().float()
-        if trainer.world_size > 1:
-            value = trainer.strategy.reduce(value, reduce_op="mean")
-        self._epoch_triplets.append(value)
-
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Note the first epoch's triplet terms; compare the embedding every :data:`CHECK_EVERY` epochs."""
-        complete = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if self.first_triplets is None and trainer.current_epoch == 0 and complete and self._epoch_triplets:
-            self.first_triplets = float(torch.stack(self._epoch_triplets).mean())
+        """Compare the embedding and the triplet terms every :data:`CHECK_EVERY` epochs."""
         epoch = trainer.current_epoch + 1
-        if epoch % CHECK_EVERY or not complete:
+        if epoch % CHECK_EVERY or not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         training = pl_module.network.training
         current = torch.from_numpy(pl_module.embed(0, seed=self.seed))
@@ -95,15 +89,15 @@ class SettledEmbedding(L.Callback):
             self.last = (epoch, drift)
             reason = "drift" if drift < self.tol else ""
         self.previous = current
-        if self._epoch_triplets:
-            self.fraction = triplet_fraction(float(torch.stack(self._epoch_triplets).mean()), self.first_triplets)
+        now = epoch_triplets(self.history, epoch - 1)
+        if now is not None:
+            self.fraction = triplet_fraction(now, epoch_triplets(self.history, 0))
             if not reason and self.fraction is not None and self.fraction < self.tol:
                 reason = "triplets"
         settled = bool(trainer.strategy.reduce_boolean_decision(bool(reason), all=False))
         if settled and epoch < trainer.max_epochs:
             self.stopped = trainer.should_stop = True
             self.reason = reason or "drift"  # another rank's decision: the ranks see the same values
-            self.stopped_at = epoch
 
     def state_dict(self) -> dict[str, Any]:
         """Written into checkpoints."""
@@ -111,10 +105,8 @@ class SettledEmbedding(L.Callback):
             "previous": self.previous,
             "last": self.last,
             "stopped": self.stopped,
-            "first_triplets": self.first_triplets,
             "fraction": self.fraction,
             "reason": self.reason,
-            "stopped_at": self.stopped_at,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -123,9 +115,6 @@ class SettledEmbedding(L.Callback):
         last = state_dict["last"]
         self.last = None if last is None else (int(last[0]), float(last[1]))
         self.stopped = bool(state_dict["stopped"])
-        first = state_dict.get("first_triplets")  # absent from the checkpoints of earlier versions
-        self.first_triplets = None if first is None else float(first)
-        self.reason = str(state_dict.get("reason", "drift" if self.stopped else ""))
-        fraction = state_dict.get("fraction")
+        fraction = state_dict.get("fraction")  # absent from the checkpoints of earlier versions
         self.fraction = None if fraction is None else float(fraction)
-        self.stopped_at = int(state_dict.get("stopped_at", 0))
+        self.reason = str(state_dict.get("reason", "drift" if self.stopped else ""))

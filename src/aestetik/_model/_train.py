@@ -202,7 +202,7 @@ def train(
         history = LossHistory()
         batches = AnchorBatches(n, params["batch_size"], seed)
         callbacks = [history, RankSeeds(seed), EmbedOnRankZero(params["n_mc_samples"], seed, history)]
-        settle = SettledEmbedding(params["tol"], seed) if params["tol"] > 0 else None
+        settle = SettledEmbedding(params["tol"], seed, history) if params["tol"] > 0 else None
         if settle is not None:
             callbacks.append(settle)
         ckpt = None
@@ -237,7 +237,7 @@ def train(
         t1 = time.perf_counter()
         if settle is not None and settle.stopped and settle.reason == "triplets" and settle.fraction is not None:
             logg.info(
-                f"    stopped after {settle.stopped_at} epochs: the triplet terms fell to {settle.fraction:.1%} of "
+                f"    stopped after {history.epochs[-1] + 1} epochs: the triplet terms fell to {settle.fraction:.1%} of "
                 f"their first epoch's, so the pseudo-labels are learned (tol={params['tol']:g})"
             )
         elif settle is not None and settle.stopped and settle.last:  # this process checked (not a spawned one)

@@ -582,6 +582,41 @@ def test_cluster_copy_and_key_added():
     assert adjusted_rand_score(out.obs["truth"], out.obs["dom"]) == 1.0
 
 
+def test_cluster_compares_the_domains_with_the_pseudo_labels(monkeypatch):
+    """The agreement recorded is the ARI of the domains with each modality's pseudo-labels, computed here by hand;
+    a warning only when every modality agrees below DOMAIN_AGREEMENT and the number of domains was given."""
+    from aestetik._domains import _pseudo_labels
+    from aestetik._domains._pseudo_labels import DOMAIN_AGREEMENT
+
+    logged = []
+    monkeypatch.setattr(_pseudo_labels.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    adata = make_adata()
+    ae.tl.cluster(adata, 4, method="kmeans")
+    assert "pseudo_label_agreement" not in adata.uns["aestetik"]["cluster"]  # nothing prepared: nothing compared
+
+    scattered = np.random.default_rng(0).integers(0, 4, adata.n_obs).astype(str)
+    adata.obs["aestetik_transcriptomics_cluster"] = pd.Categorical(scattered)
+    ae.tl.cluster(adata, 4, method="kmeans")
+    agreement = adata.uns["aestetik"]["cluster"]["pseudo_label_agreement"]
+    assert agreement == {
+        "transcriptomics": pytest.approx(adjusted_rand_score(scattered, adata.obs["aestetik"].to_numpy()))
+    }
+    assert agreement["transcriptomics"] < DOMAIN_AGREEMENT
+    assert sum("agree little" in m and "transcriptomics" in m for m in logged) == 1
+
+    logged.clear()  # a chosen number of domains is recorded, not warned about
+    ae.tl.cluster(adata, [3, 4], method="kmeans", n_resamples=2, show_progress_bar=False)
+    assert "pseudo_label_agreement" in adata.uns["aestetik"]["cluster"]
+    assert not any("agree little" in m for m in logged)
+
+    adata.obs["aestetik_morphology_cluster"] = adata.obs["truth"].to_numpy()  # one modality agrees: no warning
+    ae.tl.cluster(adata, 4, method="kmeans")
+    agreement = adata.uns["aestetik"]["cluster"]["pseudo_label_agreement"]
+    assert set(agreement) == {"transcriptomics", "morphology"}
+    assert agreement["morphology"] == 1.0
+    assert not any("agree little" in m for m in logged)
+
+
 def test_cluster_graph_method_records_resolution():
     adata = make_adata()
     ae.tl.cluster(adata, 4, method="leiden", refine=False)

@@ -82,6 +82,34 @@ def warn_if_unsettled(res: ClusterResult, *, name: str = "the representation") -
         )
 
 
+#: Below this adjusted Rand index between the domains and every set of pseudo-labels the embedding was trained on,
+#: :func:`aestetik.tl.cluster` warns that the domains may change with the seed. The domains follow the pseudo-labels
+#: they were trained on: over the default runs of the benchmark sections (2026-12-07; DLPFC, STARmap, osmFISH and
+#: MERFISH 3 seeds each, the legacy ST sections 15) they agreed at 0.86-0.98, 0.71-0.81 on MERFISH, 0.50-0.95 on MOB
+#: Rep12 (whose domains are better than its pseudo-labels) and 0.67-0.98 on HER2+ A1, except one HER2+ A1 seed at
+#: 0.24, where the clustering cut the large tumour region in two (ARI 0.227 against the manual domains).
+DOMAIN_AGREEMENT = 0.4
+
+
+def domain_agreement(domains: np.ndarray, pseudo: dict[str, np.ndarray]) -> dict[str, float]:
+    """The adjusted Rand index between ``domains`` and each set of pseudo-labels in ``pseudo`` (name -> labels)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return {name: float(adjusted_rand_score(labels, domains)) for name, labels in pseudo.items()}
+
+
+def warn_if_domains_left(agreement: dict[str, float]) -> None:
+    """Warn when the domains agree with every set of pseudo-labels below :data:`DOMAIN_AGREEMENT`."""
+    if agreement and max(agreement.values()) < DOMAIN_AGREEMENT:
+        found = ", ".join(f"{name} {value:.2f}" for name, value in agreement.items())
+        logg.warning(
+            f"The domains agree little with the pseudo-labels of `prepare` (adjusted Rand index: {found}): the "
+            "clustering cut the pseudo-labels' groups differently, as when it splits one large domain of a small "
+            "section, so another `random_state` may give other domains. Compare a few seeds, or combine whole runs: "
+            "`aestetik.tl.consensus(adata)`."
+        )
+
+
 def join_single_spots(res: ClusterResult, x: np.ndarray, *, name: str = "the representation") -> ClusterResult:
     """``res`` with every cluster of a single spot joined to the cluster of that spot's nearest other spot in ``x``.
 

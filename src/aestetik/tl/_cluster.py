@@ -17,6 +17,7 @@ from aestetik._domains._assign import (
     resolve_refinement,
     stability_record,
 )
+from aestetik._domains._pseudo_labels import domain_agreement, warn_if_domains_left
 from aestetik._keys import Key
 from aestetik._records import assert_batch_column, read_domain_model, refinement_coordinates
 from aestetik._spatialdata import spatialdata_input
@@ -119,7 +120,8 @@ def cluster(
         Key in :attr:`~anndata.AnnData.obsm` of the representation to cluster.
     {prepare_key}
         The refinement uses its lattice ``adata.obsm[prepare_key + '_lattice']`` and its ``batch_key``;
-        without a lattice, ``adata.obsm[spatial_key]`` is used.
+        without a lattice, ``adata.obsm[spatial_key]`` is used. The domains are compared with its pseudo-labels
+        (``pseudo_label_agreement`` below).
     spatial_key
         Key in :attr:`~anndata.AnnData.obsm` of the spot coordinates, used for refinement when there is no lattice.
     {random_state}
@@ -148,7 +150,11 @@ def cluster(
         that selected the spots training the refinement. A stale column from an earlier run is removed.
     `adata.uns[key_added]['cluster']` : :class:`dict`
         ``params`` (the resolved arguments and ``aestetik_version``), ``n_clusters`` (number of domains written),
-        ``method_used`` (the method that made the domains: ``method``, or the one ``'auto'`` kept) and, for ``'leiden'``/``'louvain'``, the ``resolution`` used. Other entries of ``adata.uns[key_added]``
+        ``method_used`` (the method that made the domains: ``method``, or the one ``'auto'`` kept),
+        ``pseudo_label_agreement`` (without ``model``, when the pseudo-labels of ``prepare_key`` are in ``obs``: the
+        adjusted Rand index between the domains and each modality's pseudo-labels; for an int ``n_clusters`` a
+        warning is logged when every one is below 0.4, where the domains may change with the seed; see the method
+        page) and, for ``'leiden'``/``'louvain'``, the ``resolution`` used. Other entries of ``adata.uns[key_added]``
         are kept. When ``n_clusters`` was chosen, ``params['n_clusters']`` is ``'auto'`` or the candidates and
         ``stability`` holds the curve: ``n_clusters`` (candidates), ``mean`` and ``sd`` of the pairwise ARIs,
         ``n_found`` (mean clusters found), ``chosen``, ``tolerance``, ``n_resamples``, ``resample_fraction`` and
@@ -258,6 +264,18 @@ def cluster(
         if method == "auto":
             kept = "k-means cut clearly fewer" if domains.method == "kmeans" else "k-means cut no fewer"
             logg.info(f"    {kept} neighbour pairs of the embedding than spectral clustering: kept {domains.method}")
+        pseudo = {
+            modality: adata.obs[column].to_numpy()
+            for modality, column in (
+                ("transcriptomics", Key.transcriptomics_cluster(prepare_key)),
+                ("morphology", Key.morphology_cluster(prepare_key)),
+            )
+            if column in adata.obs.columns
+        }
+        if pseudo:
+            info["pseudo_label_agreement"] = domain_agreement(labels_out, pseudo)
+            if candidates is None:
+                warn_if_domains_left(info["pseudo_label_agreement"])
     if domains.centres is not None:
         info["centres"] = domains.centres.astype(np.float32)
         info["centre_domains"] = np.asarray(

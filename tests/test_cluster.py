@@ -609,6 +609,15 @@ def test_cluster_compares_the_domains_with_the_pseudo_labels(monkeypatch):
     assert "pseudo_label_agreement" in adata.uns["aestetik"]["cluster"]
     assert not any("agree little" in m for m in logged)
 
+    missing = pd.Series(scattered, dtype=object)
+    missing[:50] = None  # spots of a section that was not prepared are left out
+    adata.obs["aestetik_transcriptomics_cluster"] = pd.Categorical(missing)
+    ae.tl.cluster(adata, 4, method="kmeans")
+    assert adata.uns["aestetik"]["cluster"]["pseudo_label_agreement"]["transcriptomics"] == pytest.approx(
+        adjusted_rand_score(scattered[50:], adata.obs["aestetik"].to_numpy()[50:])
+    )
+
+    logged.clear()
     adata.obs["aestetik_morphology_cluster"] = adata.obs["truth"].to_numpy()  # one modality agrees: no warning
     ae.tl.cluster(adata, 4, method="kmeans")
     agreement = adata.uns["aestetik"]["cluster"]["pseudo_label_agreement"]

@@ -92,10 +92,23 @@ DOMAIN_AGREEMENT = 0.4
 
 
 def domain_agreement(domains: np.ndarray, pseudo: dict[str, np.ndarray]) -> dict[str, float]:
-    """The adjusted Rand index between ``domains`` and each set of pseudo-labels in ``pseudo`` (name -> labels)."""
+    """The adjusted Rand index between ``domains`` and each set of pseudo-labels in ``pseudo`` (name -> labels).
+
+    Spots whose pseudo-label is missing (``NaN``/``None``, as after joining sections of which one was not prepared)
+    are left out; a set with none known is left out of the result.
+    """
+    import pandas as pd
     from sklearn.metrics import adjusted_rand_score
 
-    return {name: float(adjusted_rand_score(labels, domains)) for name, labels in pseudo.items()}
+    domains = np.asarray(domains)
+    found = {}
+    for name, labels in pseudo.items():
+        known = ~pd.isna(np.asarray(labels, dtype=object))
+        if known.any():
+            found[name] = float(
+                adjusted_rand_score(np.asarray(labels, dtype=object)[known].astype(str), domains[known])
+            )
+    return found
 
 
 def warn_if_domains_left(agreement: dict[str, float]) -> None:

@@ -10,12 +10,16 @@ spot joins the cluster of its nearest spot (:func:`join_single_spots`).
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scanpy import logging as logg
 
 from aestetik._domains._clustering import ClusterResult, _consecutive, cluster_features
 from aestetik._space._smoothing import gaussian_smooth
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Below this adjusted Rand index between the clusters of the mixture's two best starts, :func:`pseudo_labels`
 #: warns that the pseudo-labels are not settled. Half-way: where the mixture's objective clearly prefers one
@@ -91,24 +95,16 @@ def warn_if_unsettled(res: ClusterResult, *, name: str = "the representation") -
 DOMAIN_AGREEMENT = 0.4
 
 
-def domain_agreement(domains: np.ndarray, pseudo: dict[str, np.ndarray]) -> dict[str, float]:
+def domain_agreement(domains: np.ndarray, pseudo: dict[str, pd.Series]) -> dict[str, float]:
     """The adjusted Rand index between ``domains`` and each set of pseudo-labels in ``pseudo`` (name -> labels).
 
-    Spots whose pseudo-label is missing (``NaN``/``None``, as after joining sections of which one was not prepared)
-    are left out; a set with none known is left out of the result.
+    As :func:`~aestetik._domains._scores.ari_known`: spots whose pseudo-label is missing (as after joining sections
+    of which one was not prepared) are left out; a set with none known is left out of the result.
     """
-    import pandas as pd
-    from sklearn.metrics import adjusted_rand_score
+    from aestetik._domains._scores import ari_known
 
-    domains = np.asarray(domains)
-    found = {}
-    for name, labels in pseudo.items():
-        known = ~pd.isna(np.asarray(labels, dtype=object))
-        if known.any():
-            found[name] = float(
-                adjusted_rand_score(np.asarray(labels, dtype=object)[known].astype(str), domains[known])
-            )
-    return found
+    found = {name: ari_known(labels, domains) for name, labels in pseudo.items()}
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def warn_if_domains_left(agreement: dict[str, float]) -> None:

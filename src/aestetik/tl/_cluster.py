@@ -265,7 +265,7 @@ def cluster(
             kept = "k-means cut clearly fewer" if domains.method == "kmeans" else "k-means cut no fewer"
             logg.info(f"    {kept} neighbour pairs of the embedding than spectral clustering: kept {domains.method}")
         pseudo = {
-            modality: adata.obs[column].to_numpy()
+            modality: adata.obs[column]
             for modality, column in (
                 ("transcriptomics", Key.transcriptomics_cluster(prepare_key)),
                 ("morphology", Key.morphology_cluster(prepare_key)),

@@ -353,6 +353,26 @@ def test_bgm_agreement_is_the_ari_of_the_two_best_starts(monkeypatch):
             name="`adata.obsm['X_pca']`",
         )
         assert any("are not settled" in m for m in logged) == warned
+        # with the fallback: k-means' clusters where the starts disagree (no warning), the mixture's where they agree
+        logged.clear()
+        res = pseudo_labels(
+            x,
+            grid,
+            np.zeros(180, int),
+            n_clusters=3,
+            method="bgm",
+            sigma=0,
+            random_state=0,
+            n_components=4,
+            mixture_starts=6,
+            fallback="kmeans",
+        )
+        plain = cluster_features(x, 3, method="bgm", n_components=4, bgm_inits=inits)
+        if warned:
+            plain = cluster_features(x, 3, method="kmeans")
+        np.testing.assert_array_equal(res.labels, plain.labels)
+        assert (res.method, res.agreement) == ("kmeans" if warned else "bgm", found["noise" if warned else "blobs"])
+        assert not any("are not settled" in m for m in logged)
 
 
 def test_bgm_gives_up_after_retries(monkeypatch):

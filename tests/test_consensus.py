@@ -312,6 +312,11 @@ def test_prepare_arguments_reproduce_the_prepare_call():
     assert args["coords"] is None
     assert args["morphology_key"] == "X_morphology"
     assert args["mixture_components"] == 4
+    assert args["mixture_fallback"] == "kmeans"
+    published = ae.pp.prepare(adata, n_clusters=3, mixture_fallback=None, copy=True)
+    assert prepare_arguments(published.uns["aestetik"]["prepare"], "aestetik")["mixture_fallback"] is None
+    del published.uns["aestetik"]["prepare"]["params"]["mixture_fallback"]  # a record from before it existed
+    assert prepare_arguments(published.uns["aestetik"]["prepare"], "aestetik")["mixture_fallback"] is None
     again = ae.pp.prepare(adata, **args, random_state=2, copy=True)
     for key in ("aestetik_input", "aestetik_grid", "aestetik_lattice"):
         np.testing.assert_array_equal(again.obsm[key], adata.obsm[key])

@@ -483,7 +483,7 @@ def test_prepare_auto_warns_of_unsettled_image_pseudo_labels_only_when_it_keeps_
         monkeypatch.setattr(_prepare, "incoherent_image", lambda *a, reason=reason: ({}, reason))
         adata = _small_with_image()
         logged.clear()
-        ae.pp.prepare(adata, n_clusters=3)
+        ae.pp.prepare(adata, n_clusters=3, mixture_fallback=None)  # the mixture's pseudo-labels, which warn
         rec = adata.uns["aestetik"]["prepare"]
         assert (rec["n_morphology"] > 0) == kept
         assert sum("not settled" in m and "'X_pca'" in m for m in logged) == 1

@@ -113,6 +113,7 @@ def test_prepare_several_samples():
         ({"mixture_components": 4, "clustering_method": "kmeans"}, None, ValueError, "mixture_components"),
         ({"mixture_components": 4.0}, None, ValueError, "mixture_components"),
         ({"mixture_starts": 0}, None, ValueError, "mixture_starts"),
+        ({"mixture_fallback": "leiden"}, None, ValueError, "mixture_fallback"),
         (
             {"morphology_key": "X_morphology"},
             lambda a: a.obsm["X_morphology"].__setitem__(slice(None), 1.0),
@@ -235,3 +236,49 @@ def test_prepare_mixture_components_and_starts(monkeypatch):
     ae.pp.prepare(adata, morphology_key=None, n_clusters=3, clustering_method="kmeans")
     assert calls[0][:2] == (3, None)
     assert adata.uns["aestetik"]["prepare"]["params"]["mixture_components"] == 0
+
+
+def test_prepare_takes_kmeans_pseudo_labels_where_the_mixture_is_not_settled(monkeypatch):
+    """Where the mixture's two best starts disagree (forced here: the threshold is above 1), the pseudo-labels are
+    k-means' on the same averaged PCs, exactly those of ``clustering_method='kmeans'``, and the record says so;
+    ``mixture_fallback=None`` keeps the mixture's and warns. Below the threshold nothing changes."""
+    from aestetik._domains import _pseudo_labels
+
+    logged = []
+    monkeypatch.setattr(_pseudo_labels.logg, "warning", lambda msg, *a, **k: logged.append(msg))
+    kw = {"morphology_key": None, "n_clusters": 3, "random_state": 1}
+    mixture = make_small()
+    ae.pp.prepare(mixture, **kw)  # settled (blobs): the mixture's, as without a fallback
+    kept = make_small()
+    ae.pp.prepare(kept, **kw, mixture_fallback=None)
+    rec = mixture.uns["aestetik"]["prepare"]
+    assert rec["pseudo_label_agreement"]["transcriptomics"] >= _pseudo_labels.UNSETTLED_AGREEMENT
+    assert rec["pseudo_label_method"] == {"transcriptomics": "bgm"}
+    assert rec["params"]["mixture_fallback"] == "kmeans"
+    pd.testing.assert_series_equal(
+        mixture.obs["aestetik_transcriptomics_cluster"], kept.obs["aestetik_transcriptomics_cluster"]
+    )
+    kmeans = make_small()
+    ae.pp.prepare(kmeans, **{**kw, "clustering_method": "kmeans"})
+    assert kmeans.uns["aestetik"]["prepare"]["pseudo_label_method"] == {"transcriptomics": "kmeans"}
+
+    monkeypatch.setattr(_pseudo_labels, "UNSETTLED_AGREEMENT", 1.01)
+    logged.clear()
+    fallback = make_small()
+    ae.pp.prepare(fallback, **kw)
+    rec = fallback.uns["aestetik"]["prepare"]
+    assert rec["pseudo_label_method"] == {"transcriptomics": "kmeans"}
+    # the mixture's agreement is still recorded
+    assert rec["pseudo_label_agreement"] == mixture.uns["aestetik"]["prepare"]["pseudo_label_agreement"]
+    pd.testing.assert_series_equal(
+        fallback.obs["aestetik_transcriptomics_cluster"], kmeans.obs["aestetik_transcriptomics_cluster"]
+    )
+    assert not any("not settled" in m for m in logged)
+    published = make_small()
+    ae.pp.prepare(published, **kw, mixture_fallback=None)
+    assert published.uns["aestetik"]["prepare"]["pseudo_label_method"] == {"transcriptomics": "bgm"}
+    assert published.uns["aestetik"]["prepare"]["params"]["mixture_fallback"] == ""
+    pd.testing.assert_series_equal(
+        published.obs["aestetik_transcriptomics_cluster"], mixture.obs["aestetik_transcriptomics_cluster"]
+    )
+    assert sum("not settled" in m for m in logged) == 1

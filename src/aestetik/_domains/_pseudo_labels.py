@@ -4,7 +4,8 @@ The representation is averaged over each spot's lattice neighbourhood (:func:`~a
 gaussian_smooth`, ``sigma`` in spot spacings; 0 leaves it as it is) and clustered
 (:func:`~aestetik._domains._clustering.cluster_features`). The labels define the triplets of training, so a
 representation that is the same for every spot is refused. A cluster of a single spot has no positive partner: its
-spot joins the cluster of its nearest spot (:func:`join_single_spots`).
+spot joins the cluster of its nearest spot (:func:`join_single_spots`). Where the mixture's two best starts disagree,
+the pseudo-labels may come from k-means instead (``fallback``; not in the reference).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 #: benchmark sections); well below it they cut the tissue differently, as when the winner merges two layers
 #: (see the method page).
 UNSETTLED_AGREEMENT = 0.5
+#: What may replace the mixture's pseudo-labels where they are not settled (:func:`pseudo_labels`' ``fallback``).
+MIXTURE_FALLBACKS: tuple[str, ...] = ("kmeans",)
 
 
 def pseudo_labels(
@@ -41,6 +44,7 @@ def pseudo_labels(
     n_jobs: int = 1,
     n_components: int | None = None,
     mixture_starts: int = 10,
+    fallback: str | None = None,
     name: str = "the representation",
     warn: bool = True,
 ) -> ClusterResult:
@@ -49,11 +53,17 @@ def pseudo_labels(
     ``positions`` are the spots' physical lattice positions and ``samples`` their section codes (the average
     never crosses sections). ``n_components`` and ``mixture_starts`` go to the Bayesian mixture
     (``method='bgm'``): that many components merged into ``n_clusters`` (``None``: as many as clusters), the best
-    of ``mixture_starts`` random starts and one from k-means. ``name`` names the input in the errors and the
-    warning logged when the two best starts disagree (:data:`UNSETTLED_AGREEMENT`; ``warn=False`` leaves it to
-    the caller, :func:`warn_if_unsettled`, for pseudo-labels that may yet be left out); their agreement is the
-    result's ``agreement``.
+    of ``mixture_starts`` random starts and one from k-means; their two best starts' agreement is the result's
+    ``agreement``. Where it is below :data:`UNSETTLED_AGREEMENT`, the mixture's objective does not tell two
+    partitions apart and the seed picks one; with ``fallback='kmeans'`` the pseudo-labels then come from k-means
+    (100 starts) on the same averaged ``x``, whose partition the seed does not change (the result's ``method`` is
+    ``'kmeans'``, its ``agreement`` still the mixture's). Without a fallback, a warning says they are not settled.
+    ``name`` names the input in the errors and that warning (``warn=False`` leaves it to the caller,
+    :func:`warn_if_unsettled`, for pseudo-labels that may yet be left out).
     """
+    if fallback is not None and fallback not in MIXTURE_FALLBACKS:
+        msg = f"Unknown fallback={fallback!r}; choose one of {', '.join(map(repr, MIXTURE_FALLBACKS))} or None."
+        raise ValueError(msg)
     if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
         msg = (
             f"{name} is the same for every spot, so it holds nothing to learn from. Check how it was computed, or "
@@ -70,19 +80,31 @@ def pseudo_labels(
         n_components=n_components,
         bgm_inits=(("random", int(mixture_starts)), ("kmeans", 1)),
     )
-    if warn:
+    if fallback is not None and _unsettled(res):
+        logg.info(
+            f"    the mixture's two best starts cut {name} differently (adjusted Rand index {res.agreement:.2f}): its "
+            f"pseudo-labels come from {fallback} instead"
+        )
+        found = cluster_features(x, n_clusters, method=fallback, random_state=random_state)
+        res = dataclasses.replace(found, agreement=res.agreement)
+    elif warn:
         warn_if_unsettled(res, name=name)
     return join_single_spots(res, x, name=name)
 
 
+def _unsettled(res: ClusterResult) -> bool:
+    """Whether ``res`` is the mixture's and its two best starts agree below :data:`UNSETTLED_AGREEMENT`."""
+    return res.method == "bgm" and res.agreement is not None and res.agreement < UNSETTLED_AGREEMENT
+
+
 def warn_if_unsettled(res: ClusterResult, *, name: str = "the representation") -> None:
-    """Warn when the mixture's two best starts of ``res`` agree below :data:`UNSETTLED_AGREEMENT`."""
-    if res.agreement is not None and res.agreement < UNSETTLED_AGREEMENT:
+    """Warn when ``res`` is the mixture's and its two best starts agree below :data:`UNSETTLED_AGREEMENT`."""
+    if _unsettled(res):
         logg.warning(
             f"The pseudo-labels of {name} are not settled: the mixture's two best starts give different clusters "
             f"(adjusted Rand index {res.agreement:.2f} between them), so another `random_state` may give other "
-            "pseudo-labels and other domains. Compare a few seeds, or combine whole runs, each with its own "
-            "pseudo-labels: `aestetik.tl.consensus(adata)`."
+            "pseudo-labels and other domains. Take k-means' pseudo-labels there (`mixture_fallback='kmeans'`, the "
+            "default of `prepare`), compare a few seeds, or combine whole runs: `aestetik.tl.consensus(adata)`."
         )
 
 

@@ -64,6 +64,7 @@ def prepare(
     pseudo_label_smoothing: float | None = None,
     mixture_components: int | None = None,
     mixture_starts: int = 40,
+    mixture_fallback: Literal["kmeans"] | None = "kmeans",
     n_jobs: int | None = None,
     random_state: int = 0,
     reference: AnnData | str | PathLike | None = None,
@@ -200,6 +201,14 @@ def prepare(
         Random starts of that mixture; one start from k-means is added and the fit with the highest lower bound
         is kept. Default 40, so that a poor random start rarely decides the pseudo-labels; the published
         method's choice is 10, which is faster.
+    mixture_fallback
+        What gives the pseudo-labels of a modality where the mixture's two best starts cut it differently
+        (``clustering_method='bgm'``; adjusted Rand index between them below 0.5): there the mixture's objective
+        does not tell two partitions apart and the seed picks one, sometimes one that merges two domains.
+        ``'kmeans'`` (default, not in the reference): k-means with 100 starts on the same neighbourhood-averaged
+        representation, whose partition the seed does not change; the log says so and
+        ``uns[key_added]['prepare']['pseudo_label_method']`` records it. ``None`` keeps the mixture's (the published
+        method) and warns that they are not settled. Where the starts agree, nothing changes. See the method page.
     n_jobs
         Worker processes for the starts of the mixture (``clustering_method='bgm'``: ``mixture_starts + 1`` per
         modality); ``None`` uses :attr:`scanpy.settings.n_jobs`, ``-1`` every core. With one process (scanpy's
@@ -237,8 +246,9 @@ def prepare(
         ``params`` (with ``reference``: where it came from, ``''`` without), the sizes ``fit`` needs,
         ``pseudo_labels`` (``False`` with ``reference``), ``pseudo_label_agreement`` (per modality trained on, with
         ``clustering_method='bgm'``: the adjusted Rand index between the pseudo-labels of the mixture's two best
-        starts; a warning is logged below 0.5, where another ``random_state`` may give other pseudo-labels and
-        domains), ``morphology_skipped`` (the images ``'auto'`` left out for spots under 10 px, ``''`` when none)
+        starts; below 0.5 ``mixture_fallback`` applies), ``pseudo_label_method`` (per modality: ``'bgm'``,
+        ``'kmeans'`` where ``mixture_fallback`` replaced the mixture's, or the ``clustering_method``),
+        ``morphology_skipped`` (the images ``'auto'`` left out for spots under 10 px, ``''`` when none)
         and ``transforms``: ``minmax_lo`` / ``minmax_hi``
         (per sample and channel), ``transcriptomics`` (when the PCA was computed here: ``genes``, ``hvg`` (their
         indices), ``normalize``, ``target_sum``, ``log1p``, ``mean``, ``components``) and ``morphology`` (when
@@ -266,6 +276,7 @@ def prepare(
         n_top_genes=n_top_genes,
         mixture_components=mixture_components,
         mixture_starts=mixture_starts,
+        mixture_fallback=mixture_fallback,
         spatial_pca=spatial_pca,
     )
     if mixture_components is None and clustering_method == "bgm" and isinstance(n_clusters, int | np.integer):
@@ -344,6 +355,7 @@ def prepare(
             n_jobs=n_jobs,
             n_components=mixture_components,
             mixture_starts=mixture_starts,
+            fallback=mixture_fallback,
             name=f"`adata.obsm[{key!r}]`",
             warn=warn,
         )
@@ -406,6 +418,7 @@ def prepare(
         "pseudo_label_smoothing": float(pseudo_label_smoothing),
         "mixture_components": int(mixture_components or n_clusters) if clustering_method == "bgm" else 0,
         "mixture_starts": int(mixture_starts),
+        "mixture_fallback": mixture_fallback or "",
         "random_state": int(random_state),
         "reference": "" if ref is None else ref.source,
         "aestetik_version": __version__,

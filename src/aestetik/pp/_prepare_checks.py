@@ -8,6 +8,7 @@ import numpy as np
 from scanpy import logging as logg
 
 from aestetik._domains._clustering import CLUSTER_METHODS, GRAPH_METHODS
+from aestetik._domains._pseudo_labels import MIXTURE_FALLBACKS
 from aestetik._keys import Key
 from aestetik._space._layout import Coords, check_coords
 from aestetik._validation import (
@@ -41,6 +42,7 @@ def check_options(
     n_top_genes: int,
     mixture_components: int | None,
     mixture_starts: int,
+    mixture_fallback: str | None,
     spatial_pca: bool,
 ) -> tuple[Coords, int]:
     """Refuse an invalid option of ``prepare`` for ``n_obs`` spots, naming it; the checked ``coords`` and ``n_jobs``."""
@@ -79,6 +81,7 @@ def check_options(
             )
             raise ValueError(msg)
     assert_int(mixture_starts=mixture_starts)
+    assert_choice(mixture_fallback, (*MIXTURE_FALLBACKS, None), name="mixture_fallback")
     if not isinstance(spatial_pca, bool | np.bool_):
         msg = f"`spatial_pca` must be True (the default) or False, got {spatial_pca!r}."
         raise TypeError(msg)

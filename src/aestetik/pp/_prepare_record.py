@@ -111,6 +111,11 @@ def write_prepared(
             for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
             if res is not None and res.agreement is not None
         },
+        "pseudo_label_method": {
+            name: str(res.method)
+            for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
+            if res is not None
+        },
         "lattice_type": p.layout.kind,
         "lattice": p.layout.record,
         "samples": np.asarray(p.sample_names, dtype=object).astype(str),

@@ -73,8 +73,8 @@ def consensus(
     runs again with the run's seed and the arguments it recorded, on a copy of ``adata`` (one at a time; the
     representations it computed are reused; the run whose seed ``prepare`` already used trains on ``adata``'s own),
     so the runs differ in their pseudo-labels as well as in their training: the consensus is one of whole runs.
-    On a section where the pseudo-labels change with the seed (:func:`aestetik.pp.prepare` warns when its mixture's
-    two best starts disagree; the legacy ST sections of a few hundred spots), this is where most of the spread
+    On a section where the pseudo-labels change with the seed (the legacy ST sections of a few hundred spots, or a
+    mixture whose two best starts disagree, kept with ``mixture_fallback=None``), this is where most of the spread
     between seeds comes from, and a vote over training seeds alone misses it (see the benchmarks page).
     ``adata``'s own pseudo-labels and inputs are left as they are.
 
@@ -292,6 +292,7 @@ def prepare_arguments(record: Mapping[str, Any], prepare_key: str) -> dict[str, 
         "pseudo_label_smoothing": float(p["pseudo_label_smoothing"]),
         "mixture_components": int(p["mixture_components"]) or None,
         "mixture_starts": int(p["mixture_starts"]),
+        "mixture_fallback": str(p.get("mixture_fallback", "")) or None,  # none before it existed
         "key_added": prepare_key,
     }
 

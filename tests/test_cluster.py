@@ -338,35 +338,14 @@ def test_bgm_agreement_is_the_ari_of_the_two_best_starts(monkeypatch):
     assert cluster_features(blobs, 3, method="bgm", bgm_inits=(("kmeans", 1),)).agreement is None
     assert cluster_features(blobs, 3, method="kmeans").agreement is None
     grid = np.stack(np.meshgrid(np.arange(18), np.arange(10)), axis=-1).reshape(-1, 2).astype(float)
+    kw = {"n_clusters": 3, "method": "bgm", "sigma": 0, "random_state": 0, "n_components": 4, "mixture_starts": 6}
     for x, warned in ((blobs, False), (noise, True)):
         logged.clear()
-        pseudo_labels(
-            x,
-            grid,
-            np.zeros(180, int),
-            n_clusters=3,
-            method="bgm",
-            sigma=0,
-            random_state=0,
-            n_components=4,
-            mixture_starts=6,
-            name="`adata.obsm['X_pca']`",
-        )
+        pseudo_labels(x, grid, np.zeros(180, int), **kw, name="`adata.obsm['X_pca']`")
         assert any("are not settled" in m for m in logged) == warned
         # with the fallback: k-means' clusters where the starts disagree (no warning), the mixture's where they agree
         logged.clear()
-        res = pseudo_labels(
-            x,
-            grid,
-            np.zeros(180, int),
-            n_clusters=3,
-            method="bgm",
-            sigma=0,
-            random_state=0,
-            n_components=4,
-            mixture_starts=6,
-            fallback="kmeans",
-        )
+        res = pseudo_labels(x, grid, np.zeros(180, int), **kw, fallback="kmeans")
         plain = cluster_features(x, 3, method="bgm", n_components=4, bgm_inits=inits)
         if warned:
             plain = cluster_features(x, 3, method="kmeans")

@@ -18,6 +18,7 @@ from scanpy import logging as logg
 
 from aestetik._domains._clustering import ClusterResult, _consecutive, cluster_features
 from aestetik._space._smoothing import gaussian_smooth
+from aestetik._validation import assert_choice
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,9 +62,7 @@ def pseudo_labels(
     ``name`` names the input in the errors and that warning (``warn=False`` leaves it to the caller,
     :func:`warn_if_unsettled`, for pseudo-labels that may yet be left out).
     """
-    if fallback is not None and fallback not in MIXTURE_FALLBACKS:
-        msg = f"Unknown fallback={fallback!r}; choose one of {', '.join(map(repr, MIXTURE_FALLBACKS))} or None."
-        raise ValueError(msg)
+    assert_choice(fallback, (*MIXTURE_FALLBACKS, None), name="fallback")
     if x.shape[0] > 1 and np.all(np.ptp(x, axis=0) == 0):
         msg = (
             f"{name} is the same for every spot, so it holds nothing to learn from. Check how it was computed, or "

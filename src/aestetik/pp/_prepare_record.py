@@ -93,6 +93,11 @@ def write_prepared(
     adata.obsm[Key.grid(key_added)] = p.index
     _set_or_drop_labels(adata, Key.transcriptomics_cluster(key_added), p.transcriptomics_labels)
     _set_or_drop_labels(adata, Key.morphology_cluster(key_added), p.morphology_labels)
+    labels = {  # per modality with pseudo-labels
+        name: res
+        for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
+        if res is not None
+    }
     uns = dict(adata.uns.get(key_added, {}))
     uns["prepare"] = {
         "params": params,
@@ -107,15 +112,9 @@ def write_prepared(
         "morphology_skipped": "; ".join(p.skipped),
         "morphology_coherence": p.coherence,
         "pseudo_label_agreement": {
-            name: float(res.agreement)
-            for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
-            if res is not None and res.agreement is not None
+            name: float(res.agreement) for name, res in labels.items() if res.agreement is not None
         },
-        "pseudo_label_method": {
-            name: str(res.method)
-            for name, res in (("transcriptomics", p.transcriptomics_labels), ("morphology", p.morphology_labels))
-            if res is not None
-        },
+        "pseudo_label_method": {name: str(res.method) for name, res in labels.items()},
         "lattice_type": p.layout.kind,
         "lattice": p.layout.record,
         "samples": np.asarray(p.sample_names, dtype=object).astype(str),
